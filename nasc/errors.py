@@ -82,3 +82,9 @@ class SearchError(NascError):
     """The architecture search cannot run or cannot meet its constraints."""
 
     exit_code = 13
+
+
+class EmulationError(NascError):
+    """The emulated device's root file system could not be built or run (not root, debootstrap failed...)."""
+
+    exit_code = 14
