@@ -1,0 +1,222 @@
+"""`nasc package`: a compile output folder -> one verified, deterministic bundle (tar.gz)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from nasc import __version__
+from nasc.errors import BundleCorrupt, InputError
+
+from .bundle import Member, file_sha256, sha256_of, verify_bundle, write_bundle
+from .header import DLPACK_TYPES, render_header
+from .manifest import (
+    SCHEMA,
+    BundleManifest,
+    FileEntry,
+    Latency,
+    Preprocessing,
+    Sample,
+    TensorSpec,
+)
+from .sample import npy_bytes, reference_outputs, sample_inputs
+from .settings import PackageSettings
+
+COMPILE_SCHEMA = "nasc.compile/1"
+HEADER_NAME = "model_info.h"
+EXAMPLE_FILES = {"main.cc": "example/main.cc", "Makefile": "example/Makefile", "README.md": "example/README.md"}
+RECORD_FILES = ("search.json", "measure.json")  # copied verbatim when present
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """What `nasc package` made."""
+
+    bundle: str
+    sha256: str
+    size_bytes: int
+    manifest: BundleManifest
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"bundle": self.bundle, "sha256": self.sha256, "size_bytes": self.size_bytes,
+                "manifest": self.manifest.to_dict()}
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any] | None:
+    if not path.is_file():
+        if required:
+            raise InputError(f"{path}: missing; run nasc compile MODEL.onnx --device NAME -o {path.parent} first")
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+def _key(data: dict[str, Any], key: str, source: Path, kind: type | tuple[type, ...]) -> Any:
+    if key not in data:
+        raise InputError(f"{source}: key '{key}' is missing; compile again with this nasc")
+    if not isinstance(data[key], kind):
+        raise InputError(f"{source}: key '{key}' has the wrong type ({type(data[key]).__name__})")
+    return data[key]
+
+
+def _tensors(data: dict[str, Any], key: str, source: Path) -> tuple[TensorSpec, ...]:
+    specs = []
+    for i, item in enumerate(_key(data, key, source, list)):
+        where = f"{source}: key '{key}[{i}]'"
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("shape"), list)):
+            raise InputError(f"{where}: expected {{name, shape, dtype, layout}}")
+        shape = item["shape"]
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise InputError(f"{where}: shape {shape} is not fully static; compile with a fixed input shape")
+        dtype = str(item.get("dtype", ""))
+        if dtype not in DLPACK_TYPES:
+            raise InputError(f"{where}: dtype {dtype!r} is not one of {', '.join(DLPACK_TYPES)}")
+        specs.append(TensorSpec(item["name"], tuple(shape), dtype, str(item.get("layout", ""))))
+    if not specs:
+        raise InputError(f"{source}: key '{key}' is empty")
+    return tuple(specs)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _template(name: str) -> bytes:
+    return resources.files("nasc.firmware_bridge").joinpath("templates", name).read_bytes()
+
+
+def build_manifest_members(from_dir: Path, settings: PackageSettings) -> tuple[BundleManifest, list[Member]]:
+    """Read a compile output folder and produce the manifest and every bundle member (manifest.json included)."""
+    compile_json = from_dir / "compile.json"
+    record = _read_json(compile_json, required=True)
+    assert record is not None
+    if record.get("schema") != COMPILE_SCHEMA:
+        raise InputError(f"{compile_json}: key 'schema' is {record.get('schema')!r}, expected {COMPILE_SCHEMA!r}")
+    library_name = _key(record, "library", compile_json, str)
+    onnx_name = _key(record, "onnx", compile_json, str)
+    device = _key(record, "device", compile_json, dict)
+    inputs = _tensors(record, "inputs", compile_json)
+    outputs = _tensors(record, "outputs", compile_json)
+    for key, name in (("library", library_name), ("onnx", onnx_name)):
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise InputError(f"{compile_json}: key '{key}': {name!r} must be a plain file name inside {from_dir}")
+    library, onnx_path = from_dir / library_name, from_dir / onnx_name
+    for path in (library, onnx_path):
+        if not path.is_file():
+            raise InputError(f"{path}: missing (named in {compile_json}); compile again into {from_dir}")
+    onnx_sha = file_sha256(onnx_path)
+    if record.get("onnx_sha256") not in (None, onnx_sha):
+        raise InputError(
+            f"{onnx_path}: sha256 {onnx_sha[:16]}... differs from compile.json's onnx_sha256 "
+            f"{str(record['onnx_sha256'])[:16]}...; the model changed after compiling, compile again"
+        )
+
+    search = _read_json(from_dir / "search.json", required=False) or {}
+    measure = _read_json(from_dir / "measure.json", required=False) or {}
+    arch_path = from_dir / "arch.json"
+
+    arrays = sample_inputs(inputs, settings.sample_seed)
+    expected = reference_outputs(onnx_path, inputs, outputs, arrays)
+    members = [Member(library.name, source=library), Member(onnx_path.name, source=onnx_path)]
+    entries = [("library", library.name), ("onnx", onnx_path.name)]
+    sample_in = tuple(f"sample/input-{i}.npy" for i in range(len(inputs)))
+    sample_out = tuple(f"sample/expected-output-{i}.npy" for i in range(len(outputs)))
+    for path, array in zip(sample_in, arrays, strict=True):
+        members.append(Member(path, data=npy_bytes(array)))
+        entries.append(("sample-input", path))
+    for path, array in zip(sample_out, expected, strict=True):
+        members.append(Member(path, data=npy_bytes(array)))
+        entries.append(("expected-output", path))
+    if arch_path.is_file():
+        members.append(Member("arch.json", source=arch_path))
+        entries.append(("arch", "arch.json"))
+    for name in RECORD_FILES:
+        if (from_dir / name).is_file():
+            members.append(Member(name, source=from_dir / name))
+            entries.append(("record", name))
+    for template, path in EXAMPLE_FILES.items():
+        members.append(Member(path, data=_template(template)))
+        entries.append(("example", path))
+
+    compile_pre = record.get("preprocessing") if isinstance(record.get("preprocessing"), dict) else {}
+    scale = settings.preprocessing_scale if settings.preprocessing_scale != 1.0 else compile_pre.get("scale", 1.0)
+    preprocessing = Preprocessing(
+        resize=tuple(settings.preprocessing_resize or compile_pre.get("resize", ())),
+        scale=float(scale),
+        mean=tuple(float(v) for v in (settings.preprocessing_mean or compile_pre.get("mean", ()))),
+        std=tuple(float(v) for v in (settings.preprocessing_std or compile_pre.get("std", ()))),
+        layout=inputs[0].layout,
+    )
+    device_name = str(device.get("name", ""))
+    latency = Latency(
+        device=str(measure.get("device", device_name)),
+        emulated=bool(measure.get("emulated", device.get("emulated", False))),
+        predicted_ms=_float_or_none(search.get("predicted_ms", search.get("predicted_latency_ms"))),
+        measured_median_ms=_float_or_none(measure.get("median_ms")),
+    )
+    def file_entries(extra: list[FileEntry]) -> tuple[FileEntry, ...]:
+        by_path = {m.path: m for m in members}
+        result = list(extra)
+        for role, path in entries:
+            with by_path[path].open() as reader:
+                digest, size = sha256_of(reader)
+            result.append(FileEntry(path, size, digest, role))
+        return tuple(sorted(result, key=lambda e: e.path))
+
+    versions = {k: str(record[f"{k}_version"]) for k in ("tvm", "nasc", "onnx") if f"{k}_version" in record}
+    versions["nasc_packager"] = __version__
+    fields = dict(
+        schema=SCHEMA,
+        name=str(record.get("name") or f"model-{device_name}"),
+        device=device,
+        target=_key(record, "target", compile_json, (str, dict)),
+        target_triple=str(record.get("target_triple", "")),
+        library=library.name,
+        onnx=onnx_path.name,
+        onnx_sha256=onnx_sha,
+        header=HEADER_NAME,
+        versions=versions,
+        inputs=inputs,
+        outputs=outputs,
+        preprocessing=preprocessing,
+        latency=latency,
+        sample=Sample(sample_in, sample_out, settings.sample_atol, settings.sample_rtol, settings.sample_seed),
+        accuracy=_float_or_none(search.get("test_accuracy")),
+        parity=record.get("parity", {}) if isinstance(record.get("parity"), dict) else {},
+        arch="arch.json" if arch_path.is_file() else None,
+    )
+    try:
+        # The header does not depend on hashes: render it from a draft with a placeholder entry for itself.
+        draft = BundleManifest(**fields, files=file_entries([FileEntry(HEADER_NAME, 0, "0" * 64, "header")]))
+        header = render_header(draft).encode()
+        members.append(Member(HEADER_NAME, data=header))
+        entries.append(("header", HEADER_NAME))
+        manifest = BundleManifest(**fields, files=file_entries([]))
+    except ValueError as exc:
+        raise InputError(f"{compile_json}: cannot describe this model in a bundle: {exc}") from None
+    members.append(Member("manifest.json", data=manifest.to_json()))
+    return manifest, members
+
+
+def package(from_dir: Path, output: Path, settings: PackageSettings | None = None) -> PackageResult:
+    """Bundle the compile output in `from_dir` into `output` (tar.gz), then verify what was written."""
+    settings = settings or PackageSettings()
+    if not from_dir.is_dir():
+        raise InputError(f"{from_dir}: no such folder; give the -o folder of nasc compile")
+    manifest, members = build_manifest_members(from_dir, settings)
+    write_bundle(members, output)
+    try:
+        verify_bundle(output, int(settings.max_member_mb * 1024 * 1024))
+    except BundleCorrupt as exc:  # a source file changed while packaging
+        output.unlink(missing_ok=True)
+        raise InputError(f"{from_dir}: the bundle failed its own check, was a file changing? {exc}") from None
+    return PackageResult(str(output), file_sha256(output), output.stat().st_size, manifest)
