@@ -62,7 +62,9 @@ def _jetson(name: str, mcpu: str, gpu_tag: str, label: str) -> Callable[[], Devi
 def _android_arm64() -> DeviceSpec:
     return DeviceSpec(
         name="android-arm64",
-        target={"kind": "llvm", "mtriple": "aarch64-linux-android", "mcpu": "cortex-a76", "num-cores": 8, "mattr": ["+neon"]},
+        target={
+            "kind": "llvm", "mtriple": "aarch64-linux-android", "mcpu": "cortex-a76", "num-cores": 8, "mattr": ["+neon"]
+        },
         connection=Connection(kind="tracker", host="127.0.0.1", port=9190, key="android"),
         cross_compiler="ndk",
         description="Android phone (arm64); needs an NDK compiler: set TVM_NDK_CC to its clang++",
@@ -113,7 +115,9 @@ def resolve_device(
         )
     if base_name is not None and base_name not in BUILTIN_PROFILES:
         known = ", ".join(sorted(BUILTIN_PROFILES))
-        raise UnknownDevice(f"{source}: key 'devices.{name}.base': no built-in profile '{base_name}'; built-ins: {known}")
+        raise UnknownDevice(
+            f"{source}: key 'devices.{name}.base': no built-in profile '{base_name}'; built-ins: {known}"
+        )
     if base_name is not None:
         spec = dataclasses.replace(BUILTIN_PROFILES[base_name](), name=name)
     else:

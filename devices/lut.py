@@ -1,0 +1,196 @@
+"""Fill the latency table: export each missing block, compile it, time it on the device, store it.
+
+Compiles run in a process pool (host cores); measurements run one thread per device session (one
+per server under a tracker key, so a farm is used in parallel). A dropped session is retried on a
+fresh one; each entry is stored in its own transaction the moment it is measured, so a build that
+stops resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasc.search.signature import BlockSignature
+
+from nasc.errors import NascError
+
+from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
+from .latency_table import LatencyEntry, LatencyKey, LatencyTable, tvm_version
+from .oracle import Measurement, measure_vm
+from .rpc import DeviceSession, SessionSource
+from .settings import MeasureSettings
+from .spec import DeviceSpec
+
+EventFn = Callable[[str, BlockSignature, Any], None]  # ("compiled" | "measured" | "retry", block, detail)
+
+
+@dataclass(frozen=True)
+class LutBuildReport:
+    """What a table build did."""
+
+    device: str
+    emulated: bool
+    blocks: int
+    already_present: int
+    measured: int
+    noisy: tuple[str, ...]
+    sessions: int
+    retried: int
+    wall_s: float
+    table_path: str
+    servers_used: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {**self.__dict__, "noisy": list(self.noisy), "servers_used": list(self.servers_used)}
+
+
+def measure_library_on(
+    session: DeviceSession, lib_path: Path, block: BlockSignature, settings: MeasureSettings
+) -> Measurement:
+    """Upload and time one block library on an open session."""
+    from tvm import relax
+
+    module = session.load_library(lib_path)
+    vm = relax.VirtualMachine(module, session.dev)
+    return measure_vm(
+        vm, session.dev, [block_input(block)], settings,
+        what=block.key(), device=session.device.name, emulated=session.device.emulated,
+        address=session.address, target=session.device.target_json(),
+    )
+
+
+def build_table(
+    device: DeviceSpec,
+    blocks: Sequence[BlockSignature],
+    table: LatencyTable,
+    cache_dir: Path,
+    settings: MeasureSettings,
+    factory: BlockFactory,
+    *,
+    source: SessionSource | None = None,
+    sessions: int | None = None,
+    compile_jobs: int | None = None,
+    on_event: EventFn | None = None,
+) -> LutBuildReport:
+    """Measure every block of `blocks` missing from `table` for `device`; returns what was done.
+
+    `source` may be an already entered SessionSource (tests and benches pass one to control the
+    servers); otherwise one is opened for the duration. `sessions` defaults to the device's
+    parallelism (servers under the tracker key; 1 for rpc/local).
+    """
+    start = time.monotonic()
+    unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
+    todo = table.missing(unique, device)
+    emit = on_event or (lambda *_: None)
+    own_source = source is None
+    src = source if source is not None else SessionSource(device, cache_dir, settings).__enter__()
+    try:
+        n_sessions = max(1, sessions or src.parallelism())
+        n_sessions = min(n_sessions, max(1, len(todo)))
+        measured, noisy, retried, servers = _run(
+            device, todo, table, cache_dir, settings, factory, src, n_sessions, compile_jobs, emit
+        )
+    finally:
+        if own_source:
+            src.close()
+    return LutBuildReport(
+        device=device.name, emulated=device.emulated, blocks=len(unique), already_present=len(unique) - len(todo),
+        measured=measured, noisy=tuple(noisy), sessions=n_sessions, retried=retried,
+        wall_s=time.monotonic() - start, table_path=str(table.path), servers_used=tuple(sorted(servers)),
+    )
+
+
+def _run(
+    device: DeviceSpec,
+    todo: list[BlockSignature],
+    table: LatencyTable,
+    cache_dir: Path,
+    settings: MeasureSettings,
+    factory: BlockFactory,
+    src: SessionSource,
+    n_sessions: int,
+    compile_jobs: int | None,
+    emit: EventFn,
+) -> tuple[int, list[str], int, set[str]]:
+    if not todo:
+        return 0, [], 0, set()
+    version = tvm_version()
+    ready: queue.Queue[tuple[BlockSignature, Path] | None] = queue.Queue()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    measured = 0
+    noisy: list[str] = []
+    servers: set[str] = set()
+    workers = [src.worker(slot) for slot in range(n_sessions)]
+
+    def measure_loop(worker_index: int) -> None:
+        nonlocal measured
+        worker = workers[worker_index]
+        while not stop.is_set():
+            item = ready.get()
+            if item is None:
+                return
+            block, lib = item
+            try:
+                before = worker.retried
+                m = worker.run(lambda s, b=block, p=lib: measure_library_on(s, p, b, settings),
+                               what=f"timing block {block.key()}")
+                address = worker.session.address if worker.session else ""
+                worker.drop()  # one session per block: a session never outlives its timeout
+                entry: LatencyEntry = table.put(LatencyKey.for_block(block, device, version), m)
+                with lock:
+                    measured += 1
+                    servers.add(address)
+                    if m.noisy:
+                        noisy.append(block.key())
+                if worker.retried > before:
+                    emit("retry", block, worker.retried - before)
+                emit("measured", block, entry)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                stop.set()
+                return
+
+    threads = [threading.Thread(target=measure_loop, args=(i,), daemon=True, name=f"lut-measure-{i}")
+               for i in range(n_sessions)]
+    for t in threads:
+        t.start()
+    try:
+        with BlockCompiler(device, compile_jobs) as compiler:
+            futures = []
+            for block in todo:
+                if stop.is_set():
+                    break
+                onnx_path = export_block(block, factory, cache_dir)
+                futures.append((block, compiler.submit(onnx_path)))
+            for block, fut in futures:
+                if stop.is_set():
+                    break
+                try:
+                    lib = Path(fut.result())
+                except NascError:
+                    raise
+                except Exception as exc:
+                    raise compile_error(block, exc) from None
+                emit("compiled", block, lib)
+                ready.put((block, lib))
+    except BaseException as exc:
+        errors.append(exc)
+        stop.set()
+    finally:
+        for _ in threads:
+            ready.put(None)
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return measured, noisy, sum(w.retried for w in workers), servers
