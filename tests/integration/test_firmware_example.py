@@ -1,0 +1,75 @@
+"""The bundle's C++ example builds against the apache-tvm wheel's runtime, runs, and prints the expected output."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from firmware_testlib import write_compile_dir
+from nasc.firmware_bridge.bundle import extract_bundle
+from nasc.firmware_bridge.package import package
+
+
+def _tvm_compile(folder: Path) -> None:
+    """model.onnx -> model.so with TVM 0.27 (a Relax VM executable for this host's CPU)."""
+    import tvm
+    import tvm.relax.frontend.onnx
+
+    mod = tvm.relax.frontend.onnx.from_onnx(onnx.load(folder / "model.onnx"))
+    executable = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    executable.export_library(str(folder / "model.so"))
+
+
+@pytest.fixture(scope="module")
+def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("example")
+    folder = write_compile_dir(root / "compiled", None)
+    _tvm_compile(folder)
+    bundle = Path(package(folder, root / "model-local.tar.gz").bundle)
+    dest = root / "unpacked"
+    extract_bundle(bundle, dest)
+    assert shutil.which("make") and shutil.which("g++"), "needs make and g++: apt-get install -y make g++"
+    built = subprocess.run(["make", "-C", "example", f"PYTHON={sys.executable}"], cwd=dest, capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return dest
+
+
+def _values(stdout: str) -> np.ndarray:
+    lines = [line for line in stdout.splitlines() if line.startswith("values ")]
+    assert len(lines) == 1, stdout
+    return np.array([float(v) for v in lines[0].split()[1:]], dtype=np.float64)
+
+
+def test_example_prints_the_expected_output(unpacked: Path) -> None:
+    ran = subprocess.run([str(unpacked / "example" / "run_model"), "."], cwd=unpacked, capture_output=True, text=True,
+                         timeout=60)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    expected = np.load(unpacked / "sample" / "expected-output-0.npy")
+    printed = _values(ran.stdout)
+    assert printed.shape == (expected.size,)
+    np.testing.assert_allclose(printed, expected.ravel(), rtol=1e-4, atol=1e-4)
+    assert 'output 0 "output" 1x10' in ran.stdout and ran.stdout.rstrip().endswith("PASS")
+
+
+def test_example_reports_a_wrong_expected_output(unpacked: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(unpacked, copy)
+    expected = np.load(copy / "sample" / "expected-output-0.npy")
+    np.save(copy / "sample" / "expected-output-0.npy", expected + 1.0)
+    ran = subprocess.run([str(copy / "example" / "run_model"), str(copy)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "MISMATCH" in ran.stdout and ran.stdout.rstrip().endswith("FAIL")
+
+
+def test_example_reports_a_missing_library(unpacked: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(unpacked, copy)
+    (copy / "model.so").write_bytes(b"not a library")
+    ran = subprocess.run([str(copy / "example" / "run_model"), str(copy)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 2 and "run_model:" in ran.stderr
