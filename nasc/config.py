@@ -137,5 +137,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         path = candidate
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"{file}: no such project file; create one (see build.toml in the nasc repository) or omit --config")
+        raise ConfigError(
+            f"{file}: no such project file; create one (see build.toml in the nasc repository) or omit --config"
+        )
     return parse_config(file.read_text(), str(file), str(file.parent))

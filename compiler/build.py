@@ -1,0 +1,127 @@
+"""Relax IRModule -> a library for the device: lower, apply tuning records, compile, link."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nasc.devices.spec import DeviceSpec
+
+from nasc.errors import CompileError
+
+from .frontend import import_onnx
+from .onnx_model import load_onnx
+from .target import library_linker, tvm_target
+from .tune import open_database
+
+_NOISE = re.compile(rb"^Warning: Scope Saving:.*\n?", re.MULTILINE)
+
+
+def lower_for_tuning(mod: Any, target: Any) -> Any:
+    """Decompose inference ops and run the zero pipeline (legalize, fold, fuse): the tuning view."""
+    import tvm
+    from tvm import relax
+    from tvm.relax import transform
+
+    with target:
+        return tvm.transform.Sequential(
+            [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), relax.get_pipeline("zero")]
+        )(mod)
+
+
+def apply_database(mod: Any, target: Any, database: Any) -> tuple[Any, int]:
+    """Replace each fused operator that has a tuning record by its best schedule.
+
+    Returns the module and how many operators got a tuned schedule.
+    """
+    from tvm.relax import transform
+
+    if database is None:
+        return mod, 0
+    with target, database:
+        tuned = transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    applied = sum(
+        1 for _, func in tuned.functions.items() if getattr(func, "attrs", None) is not None
+        and func.attrs.get("tirx.is_scheduled", False)
+    )
+    return tuned, applied
+
+
+@contextlib.contextmanager
+def filtered_native_output() -> Iterator[None]:
+    """Hide export_library's 'Warning: Scope Saving:' lines (native stderr noise), keep the rest."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            rest = _NOISE.sub(b"", capture.read())
+            if rest.strip():
+                os.write(fd, rest)
+
+
+def compile_module(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:
+    """tvm.compile for the device's target; returns the executable and the tuned-operator count."""
+    import tvm
+
+    target = tvm_target(device)
+    lowered = lower_for_tuning(mod, target)
+    lowered, applied = apply_database(lowered, target, database)
+    try:
+        with filtered_native_output():
+            executable = tvm.compile(lowered, target=target)
+    except Exception as exc:
+        raise CompileError(f"TVM failed to build for device '{device.name}': {type(exc).__name__}: {exc}") from exc
+    return executable, applied
+
+
+def export_executable(executable: Any, device: DeviceSpec, out_path: str | Path) -> Path:
+    """export_library with the device's linker, written atomically to `out_path`."""
+    linker = library_linker(device)
+    target = Path(out_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        with filtered_native_output():
+            if linker is None:
+                executable.export_library(tmp_name)
+            else:
+                executable.export_library(tmp_name, fcompile=linker)
+        os.replace(tmp_name, target)
+    except Exception as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise CompileError(f"linking the library for device '{device.name}' failed: {exc}") from exc
+    return target
+
+
+def build_library(
+    onnx_path: str | Path, device: DeviceSpec, out_path: str | Path, *, tuning_dir: Path | None = None
+) -> Path:
+    """ONNX file -> library for `device` at `out_path`, using tuning records in `tuning_dir` if any.
+
+    No tuning and no verification: the quick path for single blocks of the latency table.
+    """
+    model = load_onnx(onnx_path)
+    mod = import_onnx(model, str(onnx_path))
+    database = open_database(tuning_dir) if tuning_dir is not None else None
+    executable, _ = compile_module(mod, device, database)
+    return export_executable(executable, device, out_path)

@@ -1,0 +1,56 @@
+"""`nasc compile`: ONNX -> tuned, verified library for a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from nasc.cli import console, get_config, handles_errors, main, out
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--device", "-d", default=None,
+              help="Device name from build.toml or a built-in profile (default: [project].device).")
+@click.option("--trials", type=click.IntRange(min=0), default=None,
+              help="MetaSchedule trials per tuning task; 0 = no tuning (default: [compile].trials).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: <output_dir>/<model>-<device>).")
+@click.option("--no-verify", is_flag=True,
+              help="Do not run the artifact against onnxruntime (for devices not reachable now).")
+@click.pass_context
+@handles_errors
+def compile_command(ctx: click.Context, model: Path, device: str | None, trials: int | None, output: Path | None,
+                    no_verify: bool) -> None:
+    """Compile MODEL (an .onnx file) for a device: import, tune, build, check against onnxruntime."""
+    from nasc.compiler.pipeline import compile_onnx
+    from nasc.progress import RichCompileReporter
+
+    config = get_config(ctx).with_section("compile", trials=trials)
+    spec = config.device(device)
+    out_dir = output or config.output_dir() / f"{model.stem}-{spec.name}"
+    reporter = RichCompileReporter(console)
+    try:
+        artifact = compile_onnx(model, spec, config.compile, out_dir, config.cache_dir(),
+                                verify=not no_verify, reporter=reporter)
+    finally:
+        reporter.close()
+    table = Table(title=f"compiled {model.name} for {spec.name}", show_header=False, title_justify="left")
+    table.add_row("library", str(artifact.library_path))
+    table.add_row("target", f"{artifact.target_triple} {artifact.target.get('mcpu', '')}".strip())
+    tuning = artifact.tuning
+    if tuning.trials_per_task:
+        table.add_row("tuning", f"{tuning.trials_run} new trials; {tuning.tasks_tuned} tasks tuned, "
+                      f"{tuning.tasks_reused} reused from {tuning.database_dir}; {tuning.records_applied} tuned ops")
+    else:
+        table.add_row("tuning", "none (--trials 0)")
+    parity = artifact.parity
+    if parity.checked:
+        table.add_row("parity", f"max abs err {parity.max_abs_err:.3g}, max rel err {parity.max_rel_err:.3g} "
+                      f"vs onnxruntime on {parity.where} ({parity.samples} inputs)")
+    else:
+        table.add_row("parity", f"NOT CHECKED: {parity.where}")
+    table.add_row("time", f"{artifact.compile_seconds:.1f} s")
+    out.print(table)
