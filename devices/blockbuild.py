@@ -61,14 +61,8 @@ def export_block(block: BlockSignature, factory: BlockFactory, cache_dir: Path, 
 
 
 def _export(module: Any, input_shape: tuple[int, ...], path: Path) -> None:
-    try:
-        from nasc.compiler.export import export_onnx
-    except ImportError:  # TEMPORARY until the compiler lands
-        import torch
+    from nasc.compiler.export import export_onnx
 
-        torch.onnx.export(module, (torch.zeros(input_shape),), str(path), input_names=["input"],
-                          output_names=["output"], opset_version=17, dynamo=False)
-        return
     export_onnx(module, input_shape, path)
 
 
@@ -83,10 +77,8 @@ def library_path(onnx_path: Path, device: DeviceSpec) -> Path:
 
 def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) -> str:
     """Build `onnx_path` for the device into `out_path` (atomic). Runs in a compile worker process."""
-    try:
-        from nasc.compiler.build import build_library
-    except ImportError:  # TEMPORARY until the compiler lands
-        build_library = _build_library_direct
+    from nasc.compiler.build import build_library
+
     out = Path(out_path)
     if out.is_file():
         return out_path
@@ -100,17 +92,6 @@ def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) 
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
-
-
-def _build_library_direct(onnx_path: Path, device: DeviceSpec, out: Path) -> Path:
-    import onnx
-    import tvm
-    from tvm.relax.frontend.onnx import from_onnx
-
-    mod = from_onnx(onnx.load(str(onnx_path)), keep_params_in_input=False)
-    target = tvm.target.Target(device.target)
-    tvm.compile(mod, target=target).export_library(str(out))
-    return out
 
 
 class BlockCompiler:

@@ -18,6 +18,7 @@ from typing import Any
 
 from nasc.search.signature import BlockSignature
 
+from nasc.config import Config
 from nasc.errors import NascError
 
 from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
@@ -27,7 +28,8 @@ from .rpc import DeviceSession, SessionSource
 from .settings import MeasureSettings
 from .spec import DeviceSpec
 
-EventFn = Callable[[str, BlockSignature, Any], None]  # ("compiled" | "measured" | "retry", block, detail)
+# ("todo", None, count) once, then ("compiled" | "measured" | "retry", block, detail)
+EventFn = Callable[[str, BlockSignature | None, Any], None]
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,10 @@ def measure_library_on(
     session: DeviceSession, lib_path: Path, block: BlockSignature, settings: MeasureSettings
 ) -> Measurement:
     """Upload and time one block library on an open session."""
-    from tvm import relax
+    from nasc.compiler.runtime import load_vm
 
     module = session.load_library(lib_path)
-    vm = relax.VirtualMachine(module, session.dev)
+    vm = load_vm(module, session.dev)
     return measure_vm(
         vm, session.dev, [block_input(block)], settings,
         what=block.key(), device=session.device.name, emulated=session.device.emulated,
@@ -89,6 +91,7 @@ def build_table(
     unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
     todo = table.missing(unique, device)
     emit = on_event or (lambda *_: None)
+    emit("todo", None, len(todo))
     own_source = source is None
     src = source if source is not None else SessionSource(device, cache_dir, settings).__enter__()
     try:
@@ -194,3 +197,31 @@ def _run(
     if errors:
         raise errors[0]
     return measured, noisy, sum(w.retried for w in workers), servers
+
+
+def space_blocks(space_config: Config) -> list[BlockSignature]:
+    """Every candidate block of the search space a project file describes ([search.space] and [data])."""
+    from nasc.search.data import count_classes
+    from nasc.search.space import SearchSpace
+
+    settings = space_config.search.space
+    classes = count_classes(space_config.data, settings, space_config.base_dir)
+    return SearchSpace(settings, classes).candidate_blocks()
+
+
+def build_project_table(
+    config: Config,
+    device: DeviceSpec,
+    space_config: Config | None = None,
+    *,
+    sessions: int | None = None,
+    on_event: EventFn | None = None,
+) -> LutBuildReport:
+    """`nasc lut build`: fill the cache's table with every block of the space for `device`."""
+    from nasc.search.space import build_block
+
+    blocks = space_blocks(space_config or config)
+    cache_dir = config.cache_dir()
+    with LatencyTable.in_cache(cache_dir) as table:
+        return build_table(device, blocks, table, cache_dir, config.measure, build_block,
+                           sessions=sessions, on_event=on_event)

@@ -88,26 +88,26 @@ class SessionSource:
         self._lock = threading.Lock()
 
     # -- owned servers (local / emulated) ---------------------------------------------------------
-    def _server_command(self, port: int) -> list[str]:
-        if self.device.connection.kind == "local":
-            return stock_server_command(self.bind_host, port, port + 1)
-        try:
-            from nasc.devices.emulated import rootfs as emulated_rootfs
-        except ImportError as exc:
-            raise ToolMissing(
-                f"device '{self.device.name}' is emulated but nasc.devices.emulated.rootfs is not available ({exc})"
-            ) from None
-        board = str(self.device.extra.get("board", "rpi4"))
-        root = emulated_rootfs.ensure_rootfs(board, self.cache_dir)
-        return list(emulated_rootfs.server_command(root, self.bind_host, port, port + 1))
-
     def _start_server(self) -> RpcServerProcess:
         port = free_port(self.bind_host)
-        label = "emulated RPC server" if self.device.connection.kind == "emulated" else "local RPC server"
-        proc = RpcServerProcess(self._server_command(port), self.bind_host, port, name=label)
+        if self.device.connection.kind == "local":
+            proc = RpcServerProcess(stock_server_command(self.bind_host, port, port + 1), self.bind_host, port,
+                                    name="local RPC server")
+            timeout_s = 60.0
+        else:
+            try:
+                from nasc.devices.emulated.server import START_TIMEOUT_S, emulated_server
+            except ImportError as exc:
+                raise ToolMissing(
+                    f"device '{self.device.name}' is emulated but nasc.devices.emulated is not available ({exc})"
+                ) from None
+            board = str(self.device.extra.get("board", "rpi4"))
+            proc = emulated_server(board, self.cache_dir, self.bind_host, port, port + 1,
+                                   allow_remote=self.allow_remote_bind)
+            timeout_s = START_TIMEOUT_S
         proc.start()
         try:
-            proc.wait_until_listening(timeout_s=max(60.0, self.settings.connect_timeout_s))
+            proc.wait_until_listening(timeout_s=max(timeout_s, self.settings.connect_timeout_s))
         except BaseException:
             proc.stop()
             raise

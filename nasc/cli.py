@@ -27,6 +27,7 @@ out = Console(highlight=False)
 # Modules that add verbs to `main` when imported.
 VERB_MODULES = (
     "nasc.cli_compile",
+    "nasc.cli_devices",
 )
 
 

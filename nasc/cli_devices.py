@@ -1,0 +1,198 @@
+"""`nasc devices`, `nasc devices emulate`, `nasc measure`, `nasc lut build`, `nasc lut show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nasc.cli import console, get_config, handles_errors, main, out
+
+
+@main.group("devices", invoke_without_command=True)
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Also show this tracker's keys and servers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+@handles_errors
+def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> None:
+    """Device profiles (built-in and build.toml) and, with --tracker, a tracker's queue."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from nasc.devices.registry import known_device_names
+    from nasc.devices.spec import parse_host_port
+    from nasc.devices.tracker import tracker_summary
+
+    config = get_config(ctx)
+    specs = [config.device(name) for name in known_device_names(config.devices)]
+    summary = None
+    if tracker:
+        host, port = parse_host_port(tracker, "--tracker")
+        summary = tracker_summary(host, port)
+    if as_json:
+        data = {"devices": [s.to_dict() for s in specs], "tracker": summary.to_dict() if summary else None}
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title="device profiles", title_justify="left")
+    for col in ("name", "target", "reached through"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("notes")
+    for spec in specs:
+        target = spec.target
+        if isinstance(target, dict):
+            target = f"{target.get('kind')} {target.get('mtriple', '')} {target.get('mcpu', '')}"
+        notes = ("[bold yellow]EMULATED[/] " if spec.emulated else "") + spec.description
+        table.add_row(spec.name, str(target), spec.connection.to_url(), notes)
+    out.print(table)
+    if summary is not None:
+        keys = Table(title=f"tracker {summary.address}", title_justify="left")
+        for col in ("key", "servers", "free", "pending"):
+            keys.add_column(col, justify="right" if col != "key" else "left")
+        for k in summary.keys:
+            keys.add_row(k.key, str(k.servers), str(k.free), str(k.pending))
+        if not summary.keys:
+            keys.add_row("(no keys: no server has registered)", "", "", "")
+        out.print(keys)
+        for key, address in summary.servers:
+            out.print(f"  server {address} under key '{key}'")
+
+
+@devices_command.command("emulate")
+@click.argument("board")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the server binds.")
+@click.option("--port", default=9200, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Register with this tracker.")
+@click.option("--key", default=None, help="Tracker key (default: BOARD-emulated).")
+@click.option("--allow-remote-bind", is_flag=True, help="Allow --host other than loopback (unauthenticated RPC!).")
+@click.pass_context
+@handles_errors
+def emulate_command(ctx: click.Context, board: str, host: str, port: int, tracker: str | None, key: str | None,
+                    allow_remote_bind: bool) -> None:
+    """Build (once) an emulated BOARD root file system and serve the stock RPC server in it until Ctrl-C."""
+    from nasc.devices.emulated.server import serve_emulated
+
+    serve_emulated(board, get_config(ctx).cache_dir(), host, port, tracker, key,
+                   allow_remote=allow_remote_bind, console=console)
+
+
+@main.command("measure")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--device", "-d", default=None, help="Device name (default: [project].device).")
+@click.option("--tuned", is_flag=True, help="Tune with MetaSchedule first ([compile].trials, or 32 per task).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the artifact and measure.json (default: <output_dir>/measure/<model>-<device>).")
+@click.option("--repeat", type=click.IntRange(min=3), default=None, help="Timings to take ([measure].repeat).")
+@click.option("--number", type=click.IntRange(min=1), default=None, help="Runs per timing ([measure].number).")
+@click.pass_context
+@handles_errors
+def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: bool, output: Path | None,
+                    repeat: int | None, number: int | None) -> None:
+    """Compile MODEL for a device, check it against onnxruntime there, and time it."""
+    from nasc.devices.measure import measure_model
+    from nasc.progress import RichCompileReporter
+
+    config = get_config(ctx).with_section("measure", repeat=repeat, number=number)
+    spec = config.device(device)
+    reporter = RichCompileReporter(console)
+    try:
+        report = measure_model(model, spec, config, tuned=tuned, out_dir=output, reporter=reporter)
+    finally:
+        reporter.close()
+    m = report.measurement
+    title = f"{model.name} on {spec.name}"
+    if m.emulated:
+        title += " [bold yellow](EMULATED: not the board's latency)[/]"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_row("median", f"{m.median_ms:.4f} ms")
+    table.add_row("p90", f"{m.p90_ms:.4f} ms")
+    table.add_row("std / CV", f"{m.std_ms:.4f} ms / {m.cv:.1%} (robust CV {m.robust_cv:.1%})")
+    table.add_row("protocol", f"{m.warmup} warm-up runs, then {m.repeat} timings x mean of {m.number} runs "
+                  f"({m.attempts} attempt(s))")
+    table.add_row("parity", f"max abs err {report.parity['max_abs_err']:.3g} vs onnxruntime "
+                  f"({report.parity['samples']} inputs) on {report.parity['where']}")
+    table.add_row("tuning", f"{report.trials_per_task} trials per task" if report.tuned else "none (untuned)")
+    table.add_row("json", report.json_path)
+    out.print(table)
+    if m.noisy:
+        console.print(f"[bold yellow]warning[/]: this measurement stayed NOISY ({m.noise_metric} "
+                      f"{m.spread():.1%} > {m.max_cv:.0%} after {m.attempts} attempts); the host or device is busy.")
+
+
+@main.group("lut")
+def lut_group() -> None:
+    """The latency table: per-block latencies measured on a device."""
+
+
+@lut_group.command("build")
+@click.option("--device", "-d", default=None, help="Device name (default: [project].device).")
+@click.option("--space", "space_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Project file whose [search.space] and [data] define the blocks (default: --config's).")
+@click.option("--sessions", type=click.IntRange(min=1), default=None,
+              help="Parallel sessions (default: servers under the tracker key; 1 otherwise).")
+@click.pass_context
+@handles_errors
+def lut_build_command(ctx: click.Context, device: str | None, space_path: Path | None, sessions: int | None) -> None:
+    """Measure every block of the search space on the device (resumes where a previous build stopped)."""
+    from nasc.config import load_config
+    from nasc.devices.lut import build_project_table
+
+    config = get_config(ctx)
+    spec = config.device(device)
+    space_config = load_config(space_path) if space_path else None
+    columns = (TextColumn("[bold]lut[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(spec.name, total=None)
+
+        def on_event(kind: str, block: object, detail: object) -> None:
+            if kind == "todo":
+                bar.update(task, total=int(detail))  # type: ignore[arg-type]
+            elif kind == "measured":
+                bar.advance(task)
+            elif kind == "retry":
+                console.print(f"[yellow]retried[/] {getattr(block, 'key', lambda: block)()} ({detail} time(s))")
+
+        report = build_project_table(config, spec, space_config, sessions=sessions, on_event=on_event)
+    label = " [bold yellow](EMULATED)[/]" if report.emulated else ""
+    out.print(f"{spec.name}{label}: {report.blocks} blocks, {report.already_present} already in the table, "
+              f"{report.measured} measured with {report.sessions} session(s) in {report.wall_s:.1f} s "
+              f"({report.retried} retried); table {report.table_path}")
+    if report.noisy:
+        console.print(f"[bold yellow]warning[/]: {len(report.noisy)} block(s) stayed NOISY and are flagged in the "
+                      "table (`nasc lut show` marks them); rebuild them on a quieter device to clear the flag.")
+
+
+@lut_group.command("show")
+@click.option("--device", "-d", default=None, help="Only this device's current entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handles_errors
+def lut_show_command(ctx: click.Context, device: str | None, as_json: bool) -> None:
+    """Print the latency table (all devices, or one device's entries for its current target and TVM)."""
+    from nasc.devices.latency_table import LatencyTable, tvm_version
+
+    config = get_config(ctx)
+    spec = config.device(device) if device else None
+    with LatencyTable.in_cache(config.cache_dir()) as table:
+        entries = table.entries(spec, current_tvm_only=spec is not None)
+        path = table.path
+    if as_json:
+        out.print_json(json.dumps({"table": str(path), "entries": [e.to_dict() for e in entries]}))
+        return
+    current = tvm_version()
+    view = Table(title=f"latency table {path} ({len(entries)} entries)", title_justify="left")
+    for col in ("block", "device", "median ms", "p90 ms", "CV", "robust CV", "flags"):
+        view.add_column(col, justify="right" if "ms" in col or "CV" in col else "left")
+    for e in entries:
+        m = e.measurement
+        flags = []
+        if m.noisy:
+            flags.append("[yellow]NOISY[/]")
+        if m.emulated:
+            flags.append("[yellow]EMULATED[/]")
+        if e.key.tvm_version != current:
+            flags.append(f"[dim]tvm {e.key.tvm_version} (stale)[/]")
+        view.add_row(e.key.block, m.device, f"{m.median_ms:.4f}", f"{m.p90_ms:.4f}", f"{m.cv:.1%}",
+                     f"{m.robust_cv:.1%}", " ".join(flags))
+    out.print(view)
