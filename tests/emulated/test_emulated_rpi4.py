@@ -1,0 +1,151 @@
+"""The emulated Raspberry Pi end to end: a real arm64 Debian root file system (debootstrap, cached), the stock
+TVM RPC server inside it under qemu-user registered with a real tracker, a model cross-compiled for
+raspberry-pi/4b-aarch64 uploaded through the tracker, run there, and compared with onnxruntime.
+
+Needs root and the apt packages debootstrap qemu-user-static binfmt-support g++-aarch64-linux-gnu.
+The first run builds the root file system (about 3-4 minutes); NASC_TEST_CACHE_DIR keeps it between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from nasc.devices.emulated import cached_rootfs, ensure_rootfs, recipe_for
+from nasc.devices.emulated.rootfs import chroot_env
+from nasc.devices.emulated.server import emulated_server
+from nasc.devices.registry import resolve_device
+from nasc.devices.server import RpcServerProcess, free_port, tracker_command
+from onnx import TensorProto, helper, numpy_helper
+
+CROSS_HINT = "apt-get install -y g++-aarch64-linux-gnu"
+DEVICE = resolve_device("rpi4-emulated")
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> Path:
+    """The cached rpi4 root file system (built here on the first run)."""
+    return ensure_rootfs("rpi4", Path(os.environ["NASC_CACHE_DIR"]))
+
+
+@pytest.fixture(scope="session")
+def cross_compiler() -> str:
+    assert DEVICE.cross_compiler is not None
+    path = shutil.which(DEVICE.cross_compiler)
+    assert path, f"{DEVICE.cross_compiler} is not installed: {CROSS_HINT}"
+    return path
+
+
+def test_profile_is_marked_emulated() -> None:
+    assert DEVICE.emulated and DEVICE.connection.kind == "emulated"
+    assert DEVICE.target == "raspberry-pi/4b-aarch64"
+
+
+def test_rootfs_runs_aarch64_python_with_the_pinned_wheels(rootfs: Path) -> None:
+    recipe = recipe_for("rpi4")
+    stamp = cached_rootfs("rpi4", rootfs.parent.parent.parent)
+    assert stamp is not None and stamp.recipe == recipe
+    names = [w.split("==")[0] for w in recipe.wheels]
+    probe = (
+        "import json, platform, importlib.metadata as m, tvm; "
+        f"print(json.dumps([platform.machine(), {{d: m.version(d) for d in {names!r}}}]))"
+    )
+    result = subprocess.run(["chroot", str(rootfs), "python3", "-c", probe], capture_output=True, text=True,
+                            env=chroot_env(), check=True, timeout=300)
+    machine, versions = json.loads(result.stdout)
+    assert machine == "aarch64" != os.uname().machine
+    assert versions == dict(w.split("==") for w in recipe.wheels)
+    # A second call finds the cached build without rebuilding it.
+    before = (rootfs / ".nasc-rootfs.json").stat().st_mtime_ns
+    assert ensure_rootfs("rpi4", Path(os.environ["NASC_CACHE_DIR"])) == rootfs
+    assert (rootfs / ".nasc-rootfs.json").stat().st_mtime_ns == before
+
+
+def _small_convnet(path: Path, seed: int = 0) -> Path:
+    """Conv 3x3 -> Relu -> GlobalAveragePool -> Flatten -> Gemm, random weights: input 1x3x16x16, output 1x10."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "conv_w": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32),
+        "conv_b": rng.normal(0, 0.1, (8,)).astype(np.float32),
+        "fc_w": rng.normal(0, 0.3, (10, 8)).astype(np.float32),
+        "fc_b": rng.normal(0, 0.1, (10,)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["input", "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["output"], transB=1, name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes, "small_convnet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path)
+    return path
+
+
+def _cross_compile(onnx_path: Path, out_path: Path, cross_compiler: str) -> Path:
+    """The model built for the device's target with its cross compiler (an aarch64 shared library)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.support import cc
+
+    mod = from_onnx(onnx.load(onnx_path), keep_params_in_input=False)
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    target = tvm.target.Target(DEVICE.target)
+    executable = tvm.compile(mod, target=target)
+    executable.export_library(str(out_path), fcompile=cc.cross_compiler(cross_compiler))
+    return out_path
+
+
+def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
+    rootfs: Path, cross_compiler: str, tmp_path: Path
+) -> None:
+    import tvm
+    from tvm import relax, rpc
+
+    onnx_path = _small_convnet(tmp_path / "model.onnx")
+    lib_path = _cross_compile(onnx_path, tmp_path / "model.so", cross_compiler)
+    assert lib_path.read_bytes()[:4] == b"\x7fELF" and lib_path.read_bytes()[18] == 0xB7  # EM_AARCH64
+
+    key = "rpi4-emulated-test"
+    tracker_port = free_port()
+    with RpcServerProcess(tracker_command("127.0.0.1", tracker_port, tracker_port + 1), "127.0.0.1", tracker_port,
+                          name="rpc tracker") as tracker:
+        port = free_port()
+        server = emulated_server("rpi4", Path(os.environ["NASC_CACHE_DIR"]), "127.0.0.1", port, port + 10,
+                                 tracker=f"127.0.0.1:{tracker.port}", key=key)
+        with server:
+            remote = rpc.connect_tracker("127.0.0.1", tracker.port).request(key, priority=1, session_timeout=600)
+            remote.upload(str(lib_path))
+            lib = remote.load_module(lib_path.name)
+            dev = remote.cpu()
+            vm = relax.VirtualMachine(lib, dev)
+            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            rng = np.random.default_rng(1)
+            errors = []
+            for _ in range(2):
+                x = rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
+                got = vm["main"](tvm.runtime.tensor(x, dev)).numpy()
+                want = session.run(None, {"input": x})[0]
+                assert got.shape == want.shape
+                errors.append(float(np.max(np.abs(got - want))))
+            assert max(errors) < 1e-4, f"max abs error against onnxruntime: {errors}"
+            assert float(np.std(want)) > 1e-3  # the outputs differ per class: the comparison means something
+            assert server.alive()
+            log = server.log_tail(50)
+        assert not server.alive()  # stopped with its process group
+    assert f"bind to 127.0.0.1:{server.port}" in log
