@@ -55,6 +55,11 @@ def emulated_server(
     """
     check_bind_host(host, allow_remote)
     recipe = recipe_for(board)
+    if progress is None and cached_rootfs(board, cache_dir) is None:
+        Console(stderr=True, highlight=False).print(
+            f"building the emulated {recipe.board} root file system once (about 4 minutes); "
+            f"log: {board_dir(board, cache_dir) / 'build.log'}"
+        )
     rootfs = ensure_rootfs(board, cache_dir, progress)
     handler = check_host(recipe.qemu_arch, f"running the emulated {recipe.board} server")
     install_interpreter(rootfs, handler)

@@ -18,12 +18,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from nasc.compiler.build import build_library
+from nasc.compiler.runtime import load_vm, run_vm
 from nasc.devices.emulated import cached_rootfs, ensure_rootfs, recipe_for
 from nasc.devices.emulated.rootfs import chroot_env
 from nasc.devices.emulated.server import emulated_server
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import RpcServerProcess, free_port, tracker_command
 from onnx import TensorProto, helper, numpy_helper
+
+from nasc.config import load_config
 
 CROSS_HINT = "apt-get install -y g++-aarch64-linux-gnu"
 DEVICE = resolve_device("rpi4-emulated")
@@ -96,29 +100,13 @@ def _small_convnet(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def _cross_compile(onnx_path: Path, out_path: Path, cross_compiler: str) -> Path:
-    """The model built for the device's target with its cross compiler (an aarch64 shared library)."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
-    from tvm.support import cc
-
-    mod = from_onnx(onnx.load(onnx_path), keep_params_in_input=False)
-    mod = relax.transform.DecomposeOpsForInference()(mod)
-    target = tvm.target.Target(DEVICE.target)
-    executable = tvm.compile(mod, target=target)
-    executable.export_library(str(out_path), fcompile=cc.cross_compiler(cross_compiler))
-    return out_path
-
-
 def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
     rootfs: Path, cross_compiler: str, tmp_path: Path
 ) -> None:
-    import tvm
-    from tvm import relax, rpc
+    from tvm import rpc
 
     onnx_path = _small_convnet(tmp_path / "model.onnx")
-    lib_path = _cross_compile(onnx_path, tmp_path / "model.so", cross_compiler)
+    lib_path = build_library(onnx_path, DEVICE, tmp_path / "model.so")  # links with aarch64-linux-gnu-g++
     assert lib_path.read_bytes()[:4] == b"\x7fELF" and lib_path.read_bytes()[18] == 0xB7  # EM_AARCH64
 
     key = "rpi4-emulated-test"
@@ -133,13 +121,13 @@ def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
             remote.upload(str(lib_path))
             lib = remote.load_module(lib_path.name)
             dev = remote.cpu()
-            vm = relax.VirtualMachine(lib, dev)
+            vm = load_vm(lib, dev)
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
             rng = np.random.default_rng(1)
             errors = []
             for _ in range(2):
                 x = rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
-                got = vm["main"](tvm.runtime.tensor(x, dev)).numpy()
+                (got,) = run_vm(vm, [x], dev)
                 want = session.run(None, {"input": x})[0]
                 assert got.shape == want.shape
                 errors.append(float(np.max(np.abs(got - want))))
@@ -149,3 +137,17 @@ def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
             log = server.log_tail(50)
         assert not server.alive()  # stopped with its process group
     assert f"bind to 127.0.0.1:{server.port}" in log
+
+
+def test_measure_on_the_emulated_profile_is_labelled_emulated(rootfs: Path, cross_compiler: str,
+                                                              tmp_path: Path) -> None:
+    """`nasc measure --device rpi4-emulated` as a function: nasc starts the server in the rootfs itself."""
+    from nasc.devices.measure import measure_model
+
+    config = load_config().with_section("measure", warmup=1, number=2, repeat=3)
+    report = measure_model(_small_convnet(tmp_path / "m.onnx", seed=3), DEVICE, config, out_dir=tmp_path / "out")
+    assert report.measurement.emulated is True
+    assert report.to_dict()["measurement"]["emulated"] is True
+    assert json.loads(Path(report.json_path).read_text())["measurement"]["emulated"] is True
+    assert report.parity["checked"] and report.parity["passed"], report.parity
+    assert report.parity["max_abs_err"] < 1e-4 and "EMULATED" in report.parity["where"], report.parity
