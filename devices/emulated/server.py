@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,28 +120,55 @@ def serve_emulated(
     if cached_rootfs(board, cache_dir) is None:
         console.print(f"building the emulated {recipe.board} root file system once (about 3 minutes) "
                       f"under {board_dir(board, cache_dir)}")
-    with rich_progress(console, f"emulated {recipe.board}") as progress:
-        server = emulated_server(board, cache_dir, host, port, port_end, tracker=tracker, key=key,
-                                 allow_remote=allow_remote, progress=progress,
-                                 log_path=board_dir(board, cache_dir) / f"server-{port}.log")
+    with _signals_interrupt():
+        server: RpcServerProcess | None = None
+        try:
+            with rich_progress(console, f"emulated {recipe.board}") as progress:
+                server = emulated_server(board, cache_dir, host, port, port_end, tracker=tracker, key=key,
+                                         allow_remote=allow_remote, progress=progress,
+                                         log_path=board_dir(board, cache_dir) / f"server-{port}.log")
+            with console.status(f"starting the RPC server under qemu-user ({recipe.machine})..."):
+                server.start()
+                server.wait_until_listening(START_TIMEOUT_S)
+            where = f"registered with tracker {tracker} under key '{key}'" if tracker else "no tracker"
+            console.print(
+                f"[bold yellow]{EMULATED_BANNER}[/] {recipe.board} ({recipe.machine} under qemu-user, Debian "
+                f"{recipe.suite}): TVM RPC server on {server.address}, {where}.\n"
+                "Timings from it are emulation timings, not the board's latency. "
+                f"Log: {server.log_path}. Press Ctrl-C to stop."
+            )
+            while server.alive():
+                time.sleep(0.5)
+            raise DeviceUnreachable(
+                f"the emulated {recipe.board} RPC server on {server.address} exited "
+                f"(code {server.proc.returncode if server.proc else '?'}); its log:\n{server.log_tail()}"
+            )
+        except KeyboardInterrupt:
+            what = f"RPC server on {server.address}" if server is not None else "build"
+            console.print(f"stopping the emulated {recipe.board} {what}")
+        finally:
+            if server is not None:
+                server.stop()
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt (and SIGINT back on if it was ignored), so `finally`
+    stops the server: it runs in its own process group and would otherwise outlive nasc."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    raised = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        if not raised:  # once: a second signal must not break the cleanup the first one started
+            raised.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
-        with console.status(f"starting the RPC server under qemu-user ({recipe.machine})..."):
-            server.start()
-            server.wait_until_listening(START_TIMEOUT_S)
-        where = f"registered with tracker {tracker} under key '{key}'" if tracker else "no tracker"
-        console.print(
-            f"[bold yellow]{EMULATED_BANNER}[/] {recipe.board} ({recipe.machine} under qemu-user, Debian "
-            f"{recipe.suite}): TVM RPC server on {server.address}, {where}.\n"
-            "Timings from it are emulation timings, not the board's latency. "
-            f"Log: {server.log_path}. Press Ctrl-C to stop."
-        )
-        while server.alive():
-            time.sleep(0.5)
-        raise DeviceUnreachable(
-            f"the emulated {recipe.board} RPC server on {server.address} exited "
-            f"(code {server.proc.returncode if server.proc else '?'}); its log:\n{server.log_tail()}"
-        )
-    except KeyboardInterrupt:
-        console.print(f"stopping the emulated {recipe.board} RPC server on {server.address}")
+        yield
     finally:
-        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
