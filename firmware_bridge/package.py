@@ -114,11 +114,14 @@ def build_manifest_members(from_dir: Path, settings: PackageSettings) -> tuple[B
         if not path.is_file():
             raise InputError(f"{path}: missing (named in {compile_json}); compile again into {from_dir}")
     onnx_sha = file_sha256(onnx_path)
-    if record.get("onnx_sha256") not in (None, onnx_sha):
-        raise InputError(
-            f"{onnx_path}: sha256 {onnx_sha[:16]}... differs from compile.json's onnx_sha256 "
-            f"{str(record['onnx_sha256'])[:16]}...; the model changed after compiling, compile again"
-        )
+    for path, key, digest in ((onnx_path, "onnx_sha256", onnx_sha), (library, "library_sha256", None)):
+        recorded = record.get(key)
+        digest = digest or (file_sha256(path) if recorded is not None else None)
+        if recorded is not None and recorded != digest:
+            raise InputError(
+                f"{path}: sha256 {str(digest)[:16]} differs from compile.json's {key} {str(recorded)[:16]}; "
+                "the file changed after compiling, compile again"
+            )
 
     search = _read_json(from_dir / "search.json", required=False) or {}
     measure = _read_json(from_dir / "measure.json", required=False) or {}
@@ -205,6 +208,14 @@ def build_manifest_members(from_dir: Path, settings: PackageSettings) -> tuple[B
         raise InputError(f"{compile_json}: cannot describe this model in a bundle: {exc}") from None
     members.append(Member("manifest.json", data=manifest.to_json()))
     return manifest, members
+
+
+def default_bundle_path(from_dir: Path) -> Path:
+    """model-<device>.tar.gz in the current folder, the device named by from_dir/compile.json."""
+    record = _read_json(from_dir / "compile.json", required=True) or {}
+    device = record.get("device", {})
+    name = str(device.get("name", "")) if isinstance(device, dict) else ""
+    return Path(f"model-{name or 'device'}.tar.gz")
 
 
 def package(from_dir: Path, output: Path, settings: PackageSettings | None = None) -> PackageResult:

@@ -28,6 +28,7 @@ out = Console(highlight=False)
 VERB_MODULES = (
     "nasc.cli_compile",
     "nasc.cli_devices",
+    "nasc.cli_firmware",
 )
 
 

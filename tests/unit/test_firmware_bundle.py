@@ -265,7 +265,10 @@ def test_package_refuses_a_bad_compile_folder(tmp_path: Path) -> None:
         package(empty, tmp_path / "b.tar.gz")
     folder = write_compile_dir(tmp_path / "c", LIBRARY)
     (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes() + b"\x00")
-    with pytest.raises(InputError, match="model changed after compiling"):
+    with pytest.raises(InputError, match="model.onnx: sha256 .* compile.json's onnx_sha256"):
+        package(folder, tmp_path / "b.tar.gz")
+    folder = write_compile_dir(tmp_path / "e", LIBRARY, library_sha256="0" * 64)
+    with pytest.raises(InputError, match="model.so: sha256 .* library_sha256 0000"):
         package(folder, tmp_path / "b.tar.gz")
     folder = write_compile_dir(tmp_path / "d", None)
     with pytest.raises(InputError, match=r"model.so: missing"):
