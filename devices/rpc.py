@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+
+import psutil
 
 from nasc.errors import DeviceUnreachable, NascError, ToolMissing
 
@@ -52,9 +56,57 @@ class DeviceSession:
         self.remote = None
 
 
-def _connect(host: str, port: int, key: str, settings: MeasureSettings) -> Any:
+def shutdown_connections(host: str, port: int) -> int:
+    """Shut down this process's TCP connections to host:port (unblocks a call stuck on a hung server)."""
+    try:
+        ip = socket.gethostbyname(host)
+    except OSError:
+        ip = host
+    count = 0
+    for conn in psutil.Process().net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.ip == ip and conn.raddr.port == port and conn.fd != -1:
+            with contextlib.suppress(OSError):
+                dup = socket.socket(fileno=os.dup(conn.fd))
+                try:
+                    dup.shutdown(socket.SHUT_RDWR)
+                    count += 1
+                finally:
+                    dup.close()
+    return count
+
+
+class Watchdog:
+    """Aborts one attempt that outlives `timeout_s`: shuts down the socket to the server it talks to.
+
+    The server's own ``session_timeout`` ends a hung *session*; this also covers a server that hangs
+    as a whole (stopped, frozen, network gone) where nothing on the device side can act.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.target: tuple[str, int] | None = None
+        self.fired = False
+        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self.target is not None:
+            shutdown_connections(*self.target)
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _connect(host: str, port: int, key: str, settings: MeasureSettings, watchdog: Watchdog | None = None) -> Any:
     from tvm import rpc
 
+    if watchdog is not None:
+        watchdog.target = (host, port)
     return rpc.connect(host, port, key=key, session_timeout=settings.session_timeout_s)
 
 
@@ -176,19 +228,19 @@ class SessionSource:
             return max(1, tracker_summary(conn.host, conn.port).key(conn.key).servers)
         return 1
 
-    def connect(self, slot: int = 0) -> DeviceSession:
+    def connect(self, slot: int = 0, watchdog: Watchdog | None = None) -> DeviceSession:
         """Open one new session (no retry here; see :class:`Worker`)."""
         conn = self.device.connection
         try:
             if conn.kind in ("local", "emulated"):
                 proc = self._owned_server(slot)
-                remote = _connect(proc.host, proc.port, "", self.settings)
+                remote = _connect(proc.host, proc.port, "", self.settings, watchdog)
                 return DeviceSession(remote, f"{self.device.name} ({conn.kind} server {proc.address})", self.device)
             if conn.kind == "rpc":
-                remote = _connect(conn.host, conn.port, "", self.settings)
+                remote = _connect(conn.host, conn.port, "", self.settings, watchdog)
                 return DeviceSession(remote, f"{self.device.name} ({conn.host}:{conn.port})", self.device)
             host, port, matchkey = request_server(conn.host, conn.port, conn.key, self.settings.connect_timeout_s)
-            remote = _connect(host, port, matchkey, self.settings)
+            remote = _connect(host, port, matchkey, self.settings, watchdog)
             return DeviceSession(
                 remote, f"{self.device.name} ({host}:{port} via tracker {conn.host}:{conn.port} key '{conn.key}')",
                 self.device,
@@ -213,6 +265,7 @@ class Worker:
         self.source = source
         self.slot = slot
         self.session: DeviceSession | None = None
+        self.target: tuple[str, int] | None = None  # the server of the current session
         self.retried = 0  # calls that needed more than one attempt (for reports)
 
     def run(self, fn: Callable[[DeviceSession], T], what: str = "measurement") -> T:
@@ -223,10 +276,15 @@ class Worker:
             if attempt:
                 self.retried += 1
                 time.sleep(settings.backoff_s * (2 ** (attempt - 1)))
+            watchdog = Watchdog(settings.session_timeout_s)
             try:
-                if self.session is None:
-                    self.session = self.source.connect(self.slot)
-                return fn(self.session)
+                with watchdog:
+                    if self.session is None:
+                        self.session = self.source.connect(self.slot, watchdog)
+                        self.target = watchdog.target
+                    else:
+                        watchdog.target = self.target
+                    return fn(self.session)
             except DeviceUnreachable as exc:
                 last = exc
                 self.drop()
@@ -234,6 +292,8 @@ class Worker:
                 raise
             except Exception as exc:  # the session dropped, the server died or the session timed out
                 last = exc
+                if watchdog.fired:
+                    last = TimeoutError(f"no answer within {settings.session_timeout_s:g} s (server hung?): {exc}")
                 self.drop()
         raise DeviceUnreachable(
             f"{what} on {self.source.device.name} failed {settings.retries + 1} times at {self.source.address}; "

@@ -121,11 +121,14 @@ def test_two_servers_under_one_key_fill_the_table_in_parallel(tracker: RpcServer
             s.stop()
 
 
-def test_server_sigkilled_during_a_build(tracker: RpcServerProcess, tmp_path: Path) -> None:
-    servers = _servers(tracker, "fragile", 2)
+@pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["dies", "hangs"])
+def test_server_fails_during_a_build(tracker: RpcServerProcess, tmp_path: Path, fault: signal.Signals) -> None:
+    key = f"fragile-{fault.name.lower()}"
+    servers = _servers(tracker, key, 2)
     victim = servers[0]
     blocks = [BlockSignature("mbconv", 16, 16, 16, kernel=k, expand=e, idskip=True) for k in (3, 5, 7) for e in (3, 6)]
-    settings = dataclasses.replace(SETTINGS, number=20, repeat=20)
+    # session_timeout_s is also the client's watchdog: a stopped server is given up on after 6 s.
+    settings = dataclasses.replace(SETTINGS, number=20, repeat=20, session_timeout_s=6)
     killed = threading.Event()
     started = threading.Event()
 
@@ -137,13 +140,13 @@ def test_server_sigkilled_during_a_build(tracker: RpcServerProcess, tmp_path: Pa
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if len(proc.children(recursive=True)) > idle:
-                victim.kill(signal.SIGKILL)
+                victim.kill(fault)
                 killed.set()
                 return
             time.sleep(0.005)
 
     try:
-        device = _farm(tracker, "fragile")
+        device = _farm(tracker, key)
         _precompile(device, blocks, tmp_path)
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
@@ -157,9 +160,12 @@ def test_server_sigkilled_during_a_build(tracker: RpcServerProcess, tmp_path: Pa
             assert table.missing(blocks, device) == []
             for entry in table.entries(device):
                 assert entry.median_ms > 0 and entry.measurement.repeat == 20
-        survivors = tracker_summary(tracker.host, tracker.port).key("fragile")
-        assert survivors.servers == 1
+            used = {a.split(" via ")[0].split("(")[-1] for a in report.servers_used}
+            assert f"127.0.0.1:{servers[1].port}" in used
+        if fault == signal.SIGKILL:
+            assert tracker_summary(tracker.host, tracker.port).key(key).servers == 1
     finally:
+        victim.kill(signal.SIGCONT)
         for s in servers:
             s.stop()
 
