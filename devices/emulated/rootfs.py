@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,8 +170,9 @@ def _run_logged(
     """Run `cmd`, appending its output to the build log; EmulationError with the log's tail when it fails."""
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
+    # Own process group: on Ctrl-C or an error the whole tree (debootstrap's dpkg, chrooted scripts) is stopped.
     proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace", env=env)
+                            text=True, errors="replace", env=env, start_new_session=True)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -179,15 +181,25 @@ def _run_logged(
                 on_line(line[3:].strip())
         code = proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop_group(proc)
         log.flush()
     if code != 0:
         raise EmulationError(
             f"{what} failed (exit {code}); the root file system was not built. "
             f"Last lines of {log_path}:\n{_tail(log_path)}"
         )
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL, the process group of `proc` (a no-op once everything in it has exited)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if sig == signal.SIGKILL or proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _chroot_output(root: Path, cmd: Sequence[str], log: TextIO, log_path: Path) -> str:

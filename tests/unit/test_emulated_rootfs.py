@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -218,3 +222,50 @@ def test_remote_bind_is_refused_before_anything_is_built(tmp_path: Path) -> None
 def test_mounts_under_sees_real_mounts_only() -> None:
     assert Path("/") in mounts_under(Path("/"))
     assert mounts_under(Path(__file__).parent) == []
+
+
+def test_sigterm_during_a_build_stops_debootstrap_and_leaves_nothing(tmp_path: Path) -> None:
+    """serve_emulated in a child process, SIGTERM while (a slow fake) debootstrap runs: all cleaned up."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = tmp_path / "debootstrap.pid"
+    script = bin_dir / "debootstrap"
+    script.write_text(
+        "#!/bin/sh\n"
+        'target=""; for a; do case "$a" in --*|bookworm|http*) ;; *) target="$a";; esac; done\n'
+        'mkdir -p "$target/usr/bin"\n'
+        "echo 'I: Retrieving InRelease'\n"
+        f"echo $$ > {pid_file}\n"
+        "exec sleep 120\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    cache = tmp_path / "cache"
+    driver = (
+        "from pathlib import Path\n"
+        "from nasc.devices.emulated import rootfs, server\n"
+        "from nasc.devices.emulated.hostcheck import BinfmtHandler\n"
+        "rootfs.check_host = lambda arch, action: BinfmtHandler('qemu-x', Path('/nope'), 'PF')\n"
+        f"server.serve_emulated('rpi4', Path({str(cache)!r}))\n"
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           mirror.MIRROR_ENV: "http://mirror.invalid/debian"}
+    proc = subprocess.Popen([sys.executable, "-c", driver], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.1)
+        fake_pid = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    assert "stopping the emulated rpi4 build" in output
+    with pytest.raises(ProcessLookupError):
+        os.kill(fake_pid, 0)  # debootstrap (its whole process group) was stopped and reaped
+    board = rootfs_path("rpi4", cache).parent
+    assert sorted(p.name for p in board.iterdir()) == [".build.lock", "build.log"]
