@@ -1,6 +1,6 @@
 """Fill the latency table: export each missing block, compile it, time it on the device, store it.
 
-Compiles run in a process pool (host cores); measurements run one thread per device session (one
+Compiles run in worker processes (host cores); measurements run one thread per device session (one
 per server under a tracker key, so a farm is used in parallel). A dropped session is retried on a
 fresh one; each entry is stored in its own transaction the moment it is measured, so a build that
 stops resumes where it stopped.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from nasc.search.signature import BlockSignature
 
 from nasc.config import Config
@@ -54,16 +55,16 @@ class LutBuildReport:
 
 
 def measure_library_on(
-    session: DeviceSession, lib_path: Path, block: BlockSignature, settings: MeasureSettings
+    session: DeviceSession, lib_path: Path, inputs: Sequence[np.ndarray], what: str, settings: MeasureSettings
 ) -> Measurement:
-    """Upload and time one block library on an open session."""
+    """Upload and time one library on an open session."""
     from nasc.compiler.runtime import load_vm
 
     module = session.load_library(lib_path)
     vm = load_vm(module, session.dev)
     return measure_vm(
-        vm, session.dev, [block_input(block)], settings,
-        what=block.key(), device=session.device.name, emulated=session.device.emulated,
+        vm, session.dev, inputs, settings,
+        what=what, device=session.device.name, emulated=session.device.emulated,
         address=session.address, target=session.device.target_json(),
     )
 
@@ -144,8 +145,10 @@ def _run(
             block, lib = item
             try:
                 before = worker.retried
-                m = worker.run(lambda s, b=block, p=lib: measure_library_on(s, p, b, settings),
-                               what=f"timing block {block.key()}")
+                m = worker.run(
+                    lambda s, b=block, p=lib: measure_library_on(s, p, [block_input(b)], b.key(), settings),
+                    what=f"timing block {block.key()}",
+                )
                 address = worker.session.address if worker.session else ""
                 worker.drop()  # one session per block: a session never outlives its timeout
                 entry: LatencyEntry = table.put(LatencyKey.for_block(block, device, version), m)

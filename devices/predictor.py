@@ -160,3 +160,15 @@ class TablePredictor:
     def network_ms(self, blocks: Sequence[BlockSignature]) -> float:
         """``scale * sum + overhead``."""
         return self.fit.scale * self.sum_ms(blocks) + self.fit.overhead_ms
+
+
+def load_predictor(cache_dir: Path, device: DeviceSpec) -> TablePredictor:
+    """The predictor the search uses: the cache's table for `device` plus its saved fit (if `nasc lut fit` ran)."""
+    with LatencyTable.in_cache(cache_dir) as table:
+        predictor = TablePredictor.from_table(table, device, cache_dir)
+    if len(predictor) == 0:
+        raise SearchError(
+            f"the latency table in {Path(cache_dir)} has no entries for {device.name} with this target and TVM; "
+            f"run `nasc lut build --device {device.name}` first"
+        )
+    return predictor

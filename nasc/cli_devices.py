@@ -163,6 +163,37 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
                       "table (`nasc lut show` marks them); rebuild them on a quieter device to clear the flag.")
 
 
+@lut_group.command("fit")
+@click.option("--device", "-d", default=None, help="Device name (default: [project].device).")
+@click.option("--archs", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Random architectures of the space to measure end to end.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--space", "space_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Project file whose [search.space] and [data] define the space (default: --config's).")
+@click.pass_context
+@handles_errors
+def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: int, space_path: Path | None) -> None:
+    """Measure random whole networks, fit the predictor's correction line, report its held-out error."""
+    from nasc.config import load_config
+    from nasc.devices.fidelity import fit_predictor
+
+    config = get_config(ctx)
+    spec = config.device(device)
+    space_config = load_config(space_path) if space_path else None
+    columns = (TextColumn("[bold]fit[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("networks", total=archs)
+        report = fit_predictor(config, spec, archs, seed=seed, space_config=space_config,
+                               progress=lambda stage, done, total: bar.update(task, completed=done)
+                               if stage == "networks" else None)
+    fit = report.fit
+    label = " [bold yellow](EMULATED)[/]" if report.emulated else ""
+    out.print(f"{spec.name}{label}: measured = {fit.scale:.3f} x sum(blocks) + {fit.overhead_ms:.4f} ms "
+              f"({fit.samples} networks)")
+    out.print(f"held-out error: MAPE {fit.mape:.1%}, within +-5% {fit.within_5pct:.0%}, "
+              f"within +-10% {fit.within_10pct:.0%} (plain sum: MAPE {report.raw_sum['mape']:.1%})")
+
+
 @lut_group.command("show")
 @click.option("--device", "-d", default=None, help="Only this device's current entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

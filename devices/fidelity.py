@@ -1,0 +1,176 @@
+"""How well the table predicts whole networks: random architectures, measured end to end, and the fit.
+
+`fit_predictor` samples architectures of the search space, compiles each whole network, times it on
+the device, and fits ``measured = scale * sum(blocks) + overhead``; the error it reports comes from
+k-fold held-out predictions, never from the networks the line was fitted on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nasc.search.signature import BlockSignature
+
+from nasc.config import Config
+from nasc.errors import MeasurementError
+
+from .blockbuild import BlockCompiler
+from .latency_table import LatencyTable
+from .lut import build_table, measure_library_on
+from .oracle import Measurement
+from .predictor import PredictorFit, TablePredictor, cross_validated_fit, error_stats, save_fit
+from .rpc import SessionSource
+from .settings import MeasureSettings
+from .spec import DeviceSpec
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class NetworkSample:
+    """One architecture: the table's sum, the held-out prediction, the end-to-end measurement."""
+
+    arch: str
+    sum_ms: float
+    predicted_ms: float
+    measured_ms: float
+    measured_cv: float
+    noisy: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    """The fit and the per-network evidence behind its error figures."""
+
+    device: str
+    emulated: bool
+    fit: PredictorFit
+    raw_sum: dict[str, float]  # error of the plain sum (no fit), for comparison
+    samples: tuple[NetworkSample, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"device": self.device, "emulated": self.emulated, "fit": self.fit.to_dict(),
+                "raw_sum": dict(self.raw_sum), "samples": [s.to_dict() for s in self.samples]}
+
+
+def random_archs(space: Any, count: int, seed: int = 0) -> list[Any]:
+    """`count` distinct random ArchSpecs of `space` (uniform op per layer)."""
+    from nasc.search.space import ArchSpec
+
+    rng = np.random.default_rng(seed)
+    seen: dict[tuple[str, ...], Any] = {}
+    layers = space.layers()
+    for _ in range(count * 50):
+        ops = tuple(layer.ops[int(rng.integers(len(layer.ops)))] for layer in layers)
+        seen.setdefault(ops, ArchSpec(space, ops))
+        if len(seen) == count:
+            break
+    return list(seen.values())
+
+
+def _export_network(arch: Any, cache_dir: Path, seed: int) -> Path:
+    import torch
+    from nasc.compiler.export import export_onnx
+    from nasc.search.space import build
+
+    digest = hashlib.sha256(repr((arch.to_dict(), seed)).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "networks" / digest / "net.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        export_onnx(build(arch).eval(), arch.input_shape(), path)
+    return path
+
+
+def measure_networks(
+    device: DeviceSpec,
+    archs: Sequence[Any],
+    cache_dir: Path,
+    settings: MeasureSettings,
+    source: SessionSource,
+    *,
+    compile_jobs: int | None = None,
+    progress: ProgressFn | None = None,
+) -> list[Measurement]:
+    """Compile and time each whole network on `device`, in order."""
+    progress = progress or (lambda *_: None)
+    paths = [_export_network(a, cache_dir, seed=i) for i, a in enumerate(archs)]
+    worker = source.worker()
+    results: list[Measurement] = []
+    rng = np.random.default_rng(0)
+    with BlockCompiler(device, compile_jobs) as compiler:
+        futures = [compiler.submit(p) for p in paths]
+        for i, (arch, fut) in enumerate(zip(archs, futures, strict=True)):
+            lib = Path(fut.result())
+            x = rng.standard_normal(arch.input_shape()).astype("float32")
+            m = worker.run(lambda s, lib=lib, x=x, a=arch: measure_library_on(s, lib, [x], str(a), settings),
+                           what=f"timing network {arch}")
+            worker.drop()
+            results.append(m)
+            progress("networks", i + 1, len(archs))
+    return results
+
+
+def evaluate(device: DeviceSpec, predictor: TablePredictor, archs: Sequence[Any],
+             measured: Sequence[Measurement], folds: int = 5) -> FidelityReport:
+    """Fit the line on (sum, measured) pairs and report held-out error."""
+    sums = [predictor.sum_ms(_blocks(a)) for a in archs]
+    meds = [m.median_ms for m in measured]
+    fit, held = cross_validated_fit(device, sums, meds, folds)
+    samples = tuple(
+        NetworkSample(str(a), s, p, m.median_ms, m.cv, m.noisy)
+        for a, s, p, m in zip(archs, sums, held, measured, strict=True)
+    )
+    return FidelityReport(device.name, device.emulated, fit, error_stats(sums, meds), samples)
+
+
+def _blocks(arch: Any) -> list[BlockSignature]:
+    return list(arch.blocks())
+
+
+def fit_predictor(
+    config: Config,
+    device: DeviceSpec,
+    count: int = 30,
+    *,
+    seed: int = 0,
+    space_config: Config | None = None,
+    source: SessionSource | None = None,
+    progress: ProgressFn | None = None,
+) -> FidelityReport:
+    """Fill the table if needed, measure `count` random networks, fit and save the correction line."""
+    from nasc.search.data import count_classes
+    from nasc.search.space import SearchSpace, build_block
+
+    space_cfg = space_config or config
+    space = SearchSpace(space_cfg.search.space,
+                        count_classes(space_cfg.data, space_cfg.search.space, space_cfg.base_dir))
+    archs = random_archs(space, count, seed)
+    if len(archs) < 3:
+        raise MeasurementError(f"the search space has only {len(archs)} distinct networks; a fit needs 3 or more")
+    cache_dir = config.cache_dir()
+    own = source is None
+    src = source if source is not None else SessionSource(device, cache_dir, config.measure).__enter__()
+    try:
+        with LatencyTable.in_cache(cache_dir) as table:
+            build_table(device, space.candidate_blocks(), table, cache_dir, config.measure, build_block, source=src,
+                        on_event=(lambda kind, _b, d: progress("blocks", 0, int(d)) if kind == "todo" else None)
+                        if progress else None)
+            predictor = TablePredictor.from_table(table, device)
+        measured = measure_networks(device, archs, cache_dir, config.measure, src, progress=progress)
+    finally:
+        if own:
+            src.close()
+    report = evaluate(device, predictor, archs, measured)
+    save_fit(cache_dir, device, report.fit)
+    return report
