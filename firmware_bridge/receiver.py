@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         except TransferError as exc:
             log(str(exc))
             return 12
+        except (OSError, ValueError) as exc:  # pyserial's SerialException is an OSError
+            log(f"{args.port}: {exc}; was the line disconnected?")
+            return 12
         except KeyboardInterrupt:
             return 130
     return 0

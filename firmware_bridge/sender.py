@@ -141,9 +141,8 @@ class NascSender:
 
     def send(self, path: Path, name: str | None = None) -> TransferResult:
         """Send the file at `path` (as `name`); return when the receiver has saved it with a matching sha256."""
-        data = path.read_bytes() if path.stat().st_size < (64 << 20) else None
         with open(path, "rb") as file:
-            digest = hashlib.sha256(data) if data is not None else hashlib.file_digest(file, "sha256")
+            digest = hashlib.file_digest(file, "sha256")
             hello = Hello(name or path.name, path.stat().st_size, digest.digest(), self.settings.chunk_bytes)
             start = time.monotonic()
             self.port.write(wire.DELIMITER)  # ends any partial frame the receiver holds

@@ -38,15 +38,19 @@ def package_command(ctx: click.Context, from_dir: Path, output: Path | None) -> 
 
 @main.command("verify")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--unpack", "unpack_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also unpack it into this new folder (refusing unsafe members).")
 @click.pass_context
 @handles_errors
-def verify_command(ctx: click.Context, bundle: Path) -> None:
+def verify_command(ctx: click.Context, bundle: Path, unpack_dir: Path | None) -> None:
     """Check BUNDLE's manifest schema and every file's size and sha256 (exit 11 names each bad file)."""
-    from nasc.firmware_bridge.bundle import verify_bundle
+    from nasc.firmware_bridge.bundle import extract_bundle, verify_bundle
 
     config = get_config(ctx)
-    report = verify_bundle(bundle, int(config.package.max_member_mb * 1024 * 1024))
-    table = Table(title=f"{bundle}: OK ({report.manifest.schema})", title_justify="left")
+    limit = int(config.package.max_member_mb * 1024 * 1024)
+    report = extract_bundle(bundle, unpack_dir, limit) if unpack_dir else verify_bundle(bundle, limit)
+    where = f", unpacked into {unpack_dir}" if unpack_dir else ""
+    table = Table(title=f"{bundle}: OK ({report.manifest.schema}){where}", title_justify="left")
     table.add_column("file")
     table.add_column("bytes", justify="right")
     table.add_column("sha256")
