@@ -110,6 +110,10 @@ def measure_networks(
     rng = np.random.default_rng(0)
     with BlockCompiler(device, compile_jobs) as compiler:
         futures = [compiler.submit(p) for p in paths]
+        if source.host_shared:  # a server on this host: no timing while the compiler runs
+            for i, fut in enumerate(futures):
+                fut.result()
+                progress("compiled", i + 1, len(futures))
         for i, (arch, fut) in enumerate(zip(archs, futures, strict=True)):
             lib = Path(fut.result())
             x = rng.standard_normal(arch.input_shape()).astype("float32")

@@ -178,6 +178,9 @@ def _run(
                     break
                 onnx_path = export_block(block, factory, cache_dir)
                 futures.append((block, compiler.submit(onnx_path)))
+            # A server on this host shares its CPU with the compiler: time nothing until every build is done.
+            hold = src.host_shared
+            compiled: list[tuple[BlockSignature, Path]] = []
             for block, fut in futures:
                 if stop.is_set():
                     break
@@ -188,7 +191,12 @@ def _run(
                 except Exception as exc:
                     raise compile_error(block, exc) from None
                 emit("compiled", block, lib)
-                ready.put((block, lib))
+                if hold:
+                    compiled.append((block, lib))
+                else:
+                    ready.put((block, lib))
+            for item in compiled:
+                ready.put(item)
     except BaseException as exc:
         errors.append(exc)
         stop.set()

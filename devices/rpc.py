@@ -22,7 +22,7 @@ import psutil
 
 from nasc.errors import DeviceUnreachable, NascError, ToolMissing
 
-from .server import RpcServerProcess, check_bind_host, free_port, stock_server_command
+from .server import RpcServerProcess, check_bind_host, exit_on_sigterm, free_port, stock_server_command
 from .settings import MeasureSettings
 from .spec import DeviceSpec
 from .tracker import request_server, server_hint, tracker_summary
@@ -138,12 +138,13 @@ class SessionSource:
         self.allow_remote_bind = allow_remote_bind
         self._owned: list[RpcServerProcess] = []
         self._lock = threading.Lock()
+        self._sigterm = exit_on_sigterm()
 
     # -- owned servers (local / emulated) ---------------------------------------------------------
     def _start_server(self) -> RpcServerProcess:
         port = free_port(self.bind_host)
         if self.device.connection.kind == "local":
-            proc = RpcServerProcess(stock_server_command(self.bind_host, port, port + 1), self.bind_host, port,
+            proc = RpcServerProcess(stock_server_command(self.bind_host, port, port + 10), self.bind_host, port,
                                     name="local RPC server")
             timeout_s = 60.0
         else:
@@ -175,8 +176,14 @@ class SessionSource:
                 self._owned[index] = proc
             return proc
 
+    @property
+    def host_shared(self) -> bool:
+        """True when the device's server runs on this host (compiling would disturb its timings)."""
+        return self.device.connection.kind in ("local", "emulated")
+
     def __enter__(self) -> SessionSource:
         kind = self.device.connection.kind
+        self._sigterm.__enter__()
         if kind in ("local", "emulated"):
             check_bind_host(self.bind_host, self.allow_remote_bind)
             try:
@@ -197,6 +204,8 @@ class SessionSource:
         for proc in self._owned:
             proc.stop()
         self._owned.clear()
+        self._sigterm.__exit__(None, None, None)
+        self._sigterm = exit_on_sigterm()
 
     # -- sessions ----------------------------------------------------------------------------------
     @property

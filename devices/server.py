@@ -86,6 +86,29 @@ def tracker_command(host: str, port: int, port_end: int | None = None, *, python
             "--port-end", str(port_end if port_end is not None else port + 1)]
 
 
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm():  # -> Iterator[None]
+    """While inside, SIGTERM raises SystemExit so `finally` blocks stop the servers nasc started.
+
+    Only installed from the main thread and only over the default handler (a caller's own handler wins).
+    """
+    import threading
+
+    install = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL, None)
+    if install:
+        signal.signal(signal.SIGTERM, _raise_exit)
+    try:
+        yield
+    finally:
+        if install:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class RpcServerProcess:
     """A server process (RPC server or tracker) nasc owns for the duration of a `with` block.
 

@@ -209,13 +209,16 @@ def test_devices_cli_shows_tracker_keys(tracker: RpcServerProcess) -> None:
             s.stop()
 
 
-def test_local_server_stops_on_error_and_on_ctrl_c(tmp_path: Path) -> None:
+def test_local_server_stops_on_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"), open_session(resolve_device("local"), tmp_path, SETTINGS) as s:
         assert s.dev is not None and "127.0.0.1" in s.address
         assert len(_our_rpc_processes()) >= 1
         raise RuntimeError("boom")
     assert _our_rpc_processes() == []
 
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_local_server_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     script = textwrap.dedent("""
         import sys, time
         from pathlib import Path
@@ -230,7 +233,7 @@ def test_local_server_stops_on_error_and_on_ctrl_c(tmp_path: Path) -> None:
     try:
         server_pid = int(child.stdout.readline())  # type: ignore[union-attr]
         group = [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]
-        child.send_signal(signal.SIGINT)
+        child.send_signal(sig)
         child.wait(30)
         time.sleep(0.3)
         for proc in group:
