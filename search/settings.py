@@ -1,19 +1,126 @@
-"""[search] and [data] settings of build.toml (plain data, no torch)."""
+"""[search], [search.space] and [data] settings of build.toml (plain data, no torch)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+OP_PATTERN = re.compile(r"^k(?P<kernel>[357])_e(?P<expand>[1-9])$")
+DEFAULT_OPS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "zero")
 
 
 @dataclass(frozen=True)
-class DataSettings:
-    """[data]: where training data comes from."""
+class StageSettings:
+    """One stage of the backbone: `depth` searchable layers, the first with `stride`."""
 
-    source: str = "digits"
+    channels: int
+    depth: int = 1
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise ValueError(f"stage channels must be >= 1, got {self.channels}")
+        if self.depth < 1:
+            raise ValueError(f"stage depth must be >= 1, got {self.depth}")
+        if self.stride not in (1, 2):
+            raise ValueError(f"stage stride must be 1 or 2, got {self.stride}")
+
+
+def _default_stages() -> tuple[StageSettings, ...]:
+    return (
+        StageSettings(channels=24, depth=2, stride=2),
+        StageSettings(channels=40, depth=2, stride=2),
+        StageSettings(channels=64, depth=2, stride=1),
+    )
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    """[search.space]: a MobileNetV2-style backbone (stem, searchable stages, head)."""
+
+    resolution: int = 32  # input height = width
+    in_channels: int = 3  # input image channels the stem expects (1 or 3)
+    stem_channels: int = 16
+    stem_stride: int = 2
+    head_expand: int = 4  # head: 1x1 conv to last_channels * head_expand, pool, linear
+    ops: tuple[str, ...] = DEFAULT_OPS  # "kK_eE" (MBConv kernel K, expansion E) and "zero"
+    stages: tuple[StageSettings, ...] = field(default_factory=_default_stages)
+
+    def __post_init__(self) -> None:
+        if self.resolution < 4:
+            raise ValueError(f"resolution must be >= 4, got {self.resolution}")
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.stem_channels < 1 or self.head_expand < 1:
+            raise ValueError("stem_channels and head_expand must be >= 1")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
+        if not self.stages:
+            raise ValueError("stages is empty; give at least one {channels=..., depth=..., stride=...}")
+        if not self.ops:
+            raise ValueError("ops is empty; give at least one op such as 'k3_e6'")
+        if len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops lists an op twice: {list(self.ops)}")
+        for op in self.ops:
+            if op != "zero" and not OP_PATTERN.match(op):
+                raise ValueError(f"unknown op {op!r}; use 'kK_eE' with K in 3, 5, 7 and E in 1..9, or 'zero'")
+        if all(op == "zero" for op in self.ops):
+            raise ValueError("ops holds only 'zero'; add at least one MBConv op such as 'k3_e6'")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """[search]: architecture search settings."""
+    """[search]: ProxylessNAS settings (CLI flags override them)."""
 
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # budget T on the target device; none: accuracy only
+    arch_algo: Literal["grad", "rl"] = "grad"
+    latency_loss: Literal["mul", "add"] = "mul"  # CE*(log LAT/log T)^beta or CE + lambda*LAT/T
+    beta: float = 0.6  # exponent of the multiplicative form (and RL reward trade-off)
+    latency_lambda: float = 0.2  # weight of the additive form, LAT in units of the budget
+    seed: int = 0
+    warmup_epochs: int = 4  # weight-only epochs before architecture updates
+    epochs: int = 12  # search epochs: weight and architecture steps alternate
+    batch_size: int = 64
+    weight_lr: float = 0.05  # SGD, cosine decay
+    weight_decay: float = 4e-5
+    arch_lr: float = 0.01  # Adam (betas 0, 0.999) on architecture parameters
+    arch_update_every: int = 1  # one architecture step after this many weight steps
+    rl_baseline_decay: float = 0.9
+    final_epochs: int = 20  # training of the derived network
+    final_init: Literal["scratch", "inherit"] = "scratch"
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+
+    def __post_init__(self) -> None:
+        if self.latency_ms is not None and self.latency_ms <= 0.001:
+            raise ValueError(f"latency_ms must be > 0.001 (ms), got {self.latency_ms}")
+        for name in ("warmup_epochs", "epochs", "final_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2")
+        if self.arch_update_every < 1:
+            raise ValueError("arch_update_every must be >= 1")
+        if self.weight_lr <= 0 or self.arch_lr <= 0:
+            raise ValueError("weight_lr and arch_lr must be > 0")
+        if self.beta < 0 or self.latency_lambda < 0:
+            raise ValueError("beta and latency_lambda must be >= 0")
+        if not 0 <= self.rl_baseline_decay < 1:
+            raise ValueError("rl_baseline_decay must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """[data]: where training data comes from and how it is split."""
+
+    source: str = "digits"  # "digits", an image-folder tree (one folder per class) or an .npz with x, y
+    valid_fraction: float = 0.2  # architecture steps use this split
+    test_fraction: float = 0.2  # final accuracy is reported on this split
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("source is empty; use 'digits', a folder of class folders or an .npz file")
+        if not (0 < self.valid_fraction < 1 and 0 < self.test_fraction < 1):
+            raise ValueError("valid_fraction and test_fraction must be between 0 and 1")
+        if self.valid_fraction + self.test_fraction >= 0.9:
+            raise ValueError("valid_fraction + test_fraction must leave at least 10% for training")
