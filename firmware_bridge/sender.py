@@ -78,6 +78,7 @@ class NascSender:
         self.floor = 0  # responses to frames older than the current handshake are stale
         self.stats = collections.Counter[str]()
         self.handshake_offsets: list[int] = []
+        self.chunk_bytes = settings.chunk_bytes  # lowered to the receiver's limit by READY
 
     # -- wire -------------------------------------------------------------------------------------
 
@@ -127,7 +128,8 @@ class NascSender:
                 if frame.kind == Kind.ABORT:
                     raise TransferError(f"{self.where}: the receiver refused the file: {self._abort_text(frame)}")
                 if frame.kind == Kind.READY and frame.seq >= first and len(frame.payload) >= wire.READY.size:
-                    offset, _chunk = wire.READY.unpack(frame.payload[: wire.READY.size])
+                    offset, max_chunk = wire.READY.unpack(frame.payload[: wire.READY.size])
+                    self.chunk_bytes = max(1, min(self.settings.chunk_bytes, max_chunk))
                     self.floor = frame.seq
                     self.stats["handshakes"] += 1
                     self.handshake_offsets.append(min(offset, hello.size_bytes))
@@ -179,7 +181,6 @@ class NascSender:
         self.progress(base, total)
         timeouts = 0
         rewound = (-1, 0.0)  # (offset, time) of the last go-back, to ignore duplicate NAKs for it
-        window = s.chunk_bytes * s.window_frames
         end_sent = False
         while True:
             if time.monotonic() - last_progress > s.stall_timeout_s:
@@ -192,16 +193,16 @@ class NascSender:
                     self._send(Kind.END, hello.sha256)
                     end_sent = True
             else:
-                while next_off < total and next_off - base < window:
+                while next_off < total and next_off - base < self.chunk_bytes * s.window_frames:
                     file.seek(next_off)
-                    chunk = file.read(min(s.chunk_bytes, total - next_off))
+                    chunk = file.read(min(self.chunk_bytes, total - next_off))
                     self._send(Kind.DATA, wire.OFFSET.pack(next_off) + chunk)
                     next_off += len(chunk)
             frame = self._receive(time.monotonic() + s.ack_timeout_s)
             if frame is None:  # silence: resend from the last acknowledged byte (or END)
                 timeouts += 1
                 self.stats["timeouts"] += 1
-                self.stats["frames_resent"] += -(-(next_off - base) // s.chunk_bytes) + int(end_sent)
+                self.stats["frames_resent"] += -(-(next_off - base) // self.chunk_bytes) + int(end_sent)
                 next_off = base
                 end_sent = False
                 if timeouts >= TIMEOUTS_BEFORE_HELLO:  # the receiver may have restarted: ask where it is
@@ -239,7 +240,7 @@ class NascSender:
                         self.progress(base, total)
                     now = time.monotonic()
                     if base <= wanted < next_off and (wanted != rewound[0] or now - rewound[1] > s.ack_timeout_s):
-                        self.stats["frames_resent"] += -(-(next_off - wanted) // s.chunk_bytes)
+                        self.stats["frames_resent"] += -(-(next_off - wanted) // self.chunk_bytes)
                         next_off = wanted
                         rewound = (wanted, now)
                     if base >= total and reason == NakReason.BAD_FRAME:

@@ -1,12 +1,13 @@
 """A damaging serial line between two pseudo-terminal pairs (a test tool, run as its own process).
 
-    python tests/firmware_relay.py --rate 0.05 --seed 1 [--bytes-per-s 92160]
+    python tests/firmware_relay.py --rate 0.05 --seed 1 [--bytes-per-s 92160] [--latency-ms 2] [--raw]
 
 Prints one JSON line {"sender_port": ..., "receiver_port": ...} and relays bytes between the two
 pty pairs. Each 0x00-delimited frame, in each direction, is damaged with probability `rate`:
 corrupted (bits flipped), dropped, or delayed (the line stalls, order kept), one third each.
-`--bytes-per-s` paces each direction like a UART at that speed. On SIGTERM it writes its counts
-as JSON to `--stats` and exits.
+`--bytes-per-s` paces each direction like a UART at that speed, `--latency-ms` adds a fixed
+one-way latency, `--raw` treats every read as a unit instead of splitting at 0x00 (for YMODEM).
+On SIGTERM it writes its counts as JSON to `--stats` and exits.
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ class Direction:
         self.partial = bytearray()
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.line_free_at = 0.0
+        self.raw = False
+        self.latency_s = 0.0
 
     def feed(self, data: bytes) -> None:
+        if self.raw:  # any protocol (YMODEM): each read is a unit
+            self._frame(data)
+            return
         *frames, tail = bytes(self.partial + data).split(b"\x00")
         self.partial = bytearray(tail)
         for frame in frames:
@@ -58,12 +64,12 @@ class Direction:
             if damage == "corrupt":
                 data = bytearray(frame)
                 for _ in range(self.rng.randint(1, 3)):
-                    i = self.rng.randrange(len(data) - 1)  # the delimiter stays, so framing resynchronises
+                    i = self.rng.randrange(max(1, len(data) - 1))  # the delimiter stays: framing resynchronises
                     data[i] ^= 1 << self.rng.randrange(8)
                 frame = bytes(data)
             else:
                 hold = self.rng.uniform(*self.delay_s)
-        start = max(now, self.line_free_at) + hold
+        start = max(now + self.latency_s, self.line_free_at) + hold
         duration = len(frame) / self.bytes_per_s if self.bytes_per_s else 0.0
         self.line_free_at = start + duration
         self.queue.append((self.line_free_at, frame))
@@ -90,6 +96,8 @@ def main() -> int:
     parser.add_argument("--bytes-per-s", type=float, default=0.0)
     parser.add_argument("--delay-ms", type=float, nargs=2, default=(5.0, 60.0))
     parser.add_argument("--stats", default="")
+    parser.add_argument("--raw", action="store_true", help="do not split at 0x00 (for YMODEM)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed one-way latency (a USB adapter's)")
     args = parser.parse_args()
     stats: collections.Counter[str] = collections.Counter()
     master_a, slave_a = os.openpty()
@@ -103,6 +111,9 @@ def main() -> int:
     to_receiver = Direction("to_receiver", master_b, rng, args.rate, delay, args.bytes_per_s, stats)
     to_sender = Direction("to_sender", master_a, rng, args.rate, delay, args.bytes_per_s, stats)
     route = {master_a: to_receiver, master_b: to_sender}
+    for direction in route.values():
+        direction.raw = args.raw
+        direction.latency_s = args.latency_ms / 1000
     running = True
 
     def stop(signum: int, frame: object) -> None:
