@@ -29,6 +29,7 @@ VERB_MODULES = (
     "nasc.cli_compile",
     "nasc.cli_devices",
     "nasc.cli_firmware",
+    "nasc.cli_search",
 )
 
 
