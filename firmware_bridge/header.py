@@ -2,7 +2,8 @@
 
 Only macros (no variables), so the header compiles warning-free as C99 and C++ under
 -Wall -Wextra -Werror, and including it twice is harmless. Arrays are brace initialisers:
-``static const int64_t shape[] = NASC_INPUT0_SHAPE;``.
+``static const int64_t shape[] = NASC_INPUT0_SHAPE;``. An array whose count is 0 (no mean/std,
+no class names) is the placeholder ``{0}``, so the initialiser stays valid C.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def render_header(manifest: BundleManifest) -> str:
         f"#define NASC_PREPROCESS_NUM_CHANNELS {len(pre.mean)}",
         f"#define NASC_PREPROCESS_MEAN {_brace(_float(v) for v in pre.mean)}",
         f"#define NASC_PREPROCESS_STD {_brace(_float(v) for v in pre.std)}",
+        f"#define NASC_NUM_CLASSES {len(pre.class_names)}",
+        f"#define NASC_CLASS_NAMES {_brace(c_string(c) for c in pre.class_names)}",
         "",
         "/* The on-device check: run SAMPLE_FILES, compare with EXPECTED_FILES within ATOL + RTOL * |expected|. */",
         f"#define NASC_SAMPLE_ATOL {float(manifest.sample.atol)!r}",

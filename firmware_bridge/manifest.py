@@ -85,6 +85,8 @@ class Preprocessing:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     layout: str = ""
+    note: str = ""  # the data pipeline's own words, for what numbers cannot say (e.g. "uint8 / 255")
+    class_names: tuple[str, ...] = ()  # output index -> label, when the model is a classifier
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Latency:
     emulated: bool
     predicted_ms: float | None = None
     measured_median_ms: float | None = None
+    measured_noisy: bool | None = None  # the oracle flags a measurement it could not make stable
 
 
 @dataclass(frozen=True)

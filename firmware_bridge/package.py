@@ -90,6 +90,33 @@ def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _preprocessing(settings: PackageSettings, record: dict[str, Any], search: dict[str, Any],
+                   layout: str) -> Preprocessing:
+    """[package] settings first, then compile.json's "preprocessing", then the search's data pipeline."""
+    merged: dict[str, Any] = {}
+    for source in (search.get("preprocessing"), record.get("preprocessing")):
+        if isinstance(source, dict):
+            merged.update({k: v for k, v in source.items() if v not in (None, "", [])})
+    size = merged.get("size")  # the search writes [channels, height, width]
+    resize = settings.preprocessing_resize or merged.get("resize") or (size[-2:] if isinstance(size, list) else ())
+    scale = settings.preprocessing_scale if settings.preprocessing_scale != 1.0 else merged.get("scale", 1.0)
+    note = merged.get("note", "")
+    if isinstance(scale, str):  # the search describes its scaling in words
+        note, scale = scale, 1.0
+    try:
+        return Preprocessing(
+            resize=tuple(int(v) for v in resize),
+            scale=float(scale),
+            mean=tuple(float(v) for v in (settings.preprocessing_mean or merged.get("mean", ()))),
+            std=tuple(float(v) for v in (settings.preprocessing_std or merged.get("std", ()))),
+            layout=str(merged.get("layout", layout)),
+            note=str(note),
+            class_names=tuple(str(c) for c in merged.get("class_names", ())),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"preprocessing in compile.json / search.json is malformed ({exc})") from None
+
+
 def _template(name: str) -> bytes:
     return resources.files("nasc.firmware_bridge").joinpath("templates", name).read_bytes()
 
@@ -150,22 +177,17 @@ def build_manifest_members(from_dir: Path, settings: PackageSettings) -> tuple[B
         members.append(Member(path, data=_template(template)))
         entries.append(("example", path))
 
-    compile_pre = record.get("preprocessing") if isinstance(record.get("preprocessing"), dict) else {}
-    scale = settings.preprocessing_scale if settings.preprocessing_scale != 1.0 else compile_pre.get("scale", 1.0)
-    preprocessing = Preprocessing(
-        resize=tuple(settings.preprocessing_resize or compile_pre.get("resize", ())),
-        scale=float(scale),
-        mean=tuple(float(v) for v in (settings.preprocessing_mean or compile_pre.get("mean", ()))),
-        std=tuple(float(v) for v in (settings.preprocessing_std or compile_pre.get("std", ()))),
-        layout=inputs[0].layout,
-    )
+    preprocessing = _preprocessing(settings, record, search, inputs[0].layout)
+    measured = measure.get("measurement") if isinstance(measure.get("measurement"), dict) else measure
     device_name = str(device.get("name", ""))
     latency = Latency(
-        device=str(measure.get("device", device_name)),
-        emulated=bool(measure.get("emulated", device.get("emulated", False))),
-        predicted_ms=_float_or_none(search.get("predicted_ms", search.get("predicted_latency_ms"))),
-        measured_median_ms=_float_or_none(measure.get("median_ms")),
+        device=str(measured.get("device", device_name)),
+        emulated=bool(measured.get("emulated", device.get("emulated", False))),
+        predicted_ms=_float_or_none(search.get("predicted_ms")),
+        measured_median_ms=_float_or_none(measured.get("median_ms")),
+        measured_noisy=measured["noisy"] if isinstance(measured.get("noisy"), bool) else None,
     )
+
     def file_entries(extra: list[FileEntry]) -> tuple[FileEntry, ...]:
         by_path = {m.path: m for m in members}
         result = list(extra)

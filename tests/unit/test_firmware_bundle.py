@@ -118,6 +118,22 @@ def test_records_and_settings_reach_the_manifest(tmp_path: Path) -> None:
     assert {"arch.json", "search.json", "measure.json"} <= {e.path for e in manifest.files}
 
 
+def test_search_and_measure_records_in_their_own_shapes(tmp_path: Path) -> None:
+    folder = write_compile_dir(tmp_path / "c", LIBRARY)
+    preprocessing = {"layout": "NCHW", "size": [3, 8, 8], "scale": "pixel values to [0, 1] (uint8 / 255)",
+                     "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7], "class_names": [str(i) for i in range(10)]}
+    (folder / "search.json").write_text(json.dumps({"test_accuracy": 0.875, "predicted_ms": 0.42,
+                                                    "preprocessing": preprocessing}))
+    measurement = {"what": "model.onnx", "device": "local", "emulated": False, "median_ms": 0.51, "noisy": True}
+    (folder / "measure.json").write_text(json.dumps({"model": "m.onnx", "measurement": measurement}))
+    manifest = package(folder, tmp_path / "b.tar.gz").manifest
+    pre = manifest.preprocessing
+    assert pre.resize == (8, 8) and pre.mean == (0.1, 0.2, 0.3) and pre.std == (0.5, 0.6, 0.7)
+    assert pre.scale == 1.0 and "uint8 / 255" in pre.note and pre.class_names[9] == "9"
+    assert manifest.accuracy == 0.875 and manifest.latency.predicted_ms == 0.42
+    assert manifest.latency.measured_median_ms == 0.51 and manifest.latency.measured_noisy is True
+
+
 def test_verify_passes_a_good_bundle(bundle: Path) -> None:
     report = verify_bundle(bundle)
     assert report.files_checked == len(report.manifest.files)
@@ -265,10 +281,10 @@ def test_package_refuses_a_bad_compile_folder(tmp_path: Path) -> None:
         package(empty, tmp_path / "b.tar.gz")
     folder = write_compile_dir(tmp_path / "c", LIBRARY)
     (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes() + b"\x00")
-    with pytest.raises(InputError, match="model.onnx: sha256 .* compile.json's onnx_sha256"):
+    with pytest.raises(InputError, match=r"model.onnx: sha256 .* compile.json's onnx_sha256"):
         package(folder, tmp_path / "b.tar.gz")
     folder = write_compile_dir(tmp_path / "e", LIBRARY, library_sha256="0" * 64)
-    with pytest.raises(InputError, match="model.so: sha256 .* library_sha256 0000"):
+    with pytest.raises(InputError, match=r"model.so: sha256 .* library_sha256 0000"):
         package(folder, tmp_path / "b.tar.gz")
     folder = write_compile_dir(tmp_path / "d", None)
     with pytest.raises(InputError, match=r"model.so: missing"):

@@ -26,6 +26,7 @@ int main(void) {
   static const char *sample_files[] = NASC_INPUT_SAMPLE_FILES;
   static const float mean[] = NASC_PREPROCESS_MEAN;
   static const float std_[] = NASC_PREPROCESS_STD;
+  static const char *class_names[] = NASC_CLASS_NAMES;
   int i;
   printf("name=%s\n", NASC_INPUT0_NAME);
   printf("names0=%s\n", input_names[0]);
@@ -46,7 +47,10 @@ int main(void) {
          (double)NASC_PREPROCESS_SCALE, NASC_PREPROCESS_NUM_CHANNELS);
   for (i = 0; i < NASC_PREPROCESS_NUM_CHANNELS; ++i) printf(",%g/%g", (double)mean[i], (double)std_[i]);
   printf("\ntol=%g,%g\n", NASC_SAMPLE_ATOL, NASC_SAMPLE_RTOL);
-  return (int)(sizeof mean + sizeof std_) == 0;
+  printf("classes=%d", NASC_NUM_CLASSES);
+  for (i = 0; i < NASC_NUM_CLASSES; ++i) printf(",%s", class_names[i]);
+  printf("\n");
+  return (int)(sizeof mean + sizeof std_ + sizeof class_names) == 0;
 }
 """
 
@@ -60,6 +64,8 @@ def _compilers() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> BundleManifest:
     folder = write_compile_dir(tmp_path_factory.mktemp("hdr") / "compiled", b"library")
+    classes = ["zero", 'say "one"', *[f"class {i}" for i in range(2, 10)]]
+    (folder / "search.json").write_text(json.dumps({"preprocessing": {"class_names": classes}}))
     settings = PackageSettings(preprocessing_mean=(0.485, 0.456, 0.406), preprocessing_std=(0.229, 0.224, 0.225),
                                preprocessing_resize=(224, 224), preprocessing_scale=1 / 255)
     return build_manifest_members(folder, settings)[0]
@@ -99,6 +105,14 @@ def test_header_compiles_cleanly_and_matches_the_manifest(manifest: BundleManife
     assert values["library"] == f"model.so triple=x86_64-linux-gnu tvm={manifest.versions['tvm']} emulated=0"
     assert values["pre"] == "224,224,0.00392157,3,0.485/0.229,0.456/0.224,0.406/0.225"
     assert values["tol"] == f"{manifest.sample.atol:g},{manifest.sample.rtol:g}"
+    assert values["classes"] == "10," + ",".join(manifest.preprocessing.class_names)
+    assert manifest.preprocessing.class_names[1] == 'say "one"'
+
+
+def test_header_without_classes_or_preprocessing_still_compiles(manifest: BundleManifest, tmp_path: Path) -> None:
+    bare = dataclasses.replace(manifest, preprocessing=type(manifest.preprocessing)())
+    values = _build_and_run(tmp_path, render_header(bare))
+    assert values["classes"] == "0" and values["pre"] == "0,0,1,0"
 
 
 @pytest.mark.parametrize("name", ['in"put\\0', "x*/ y /* z", "??=trigraph", "ünïcode-输入", "new\nline\ttab"])
