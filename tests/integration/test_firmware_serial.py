@@ -211,9 +211,14 @@ def test_nasc_flash_refuses_a_corrupt_bundle_and_a_missing_port(tmp_path: Path) 
     assert corrupt.returncode == 11 and "broken.tar.gz" in corrupt.stderr
 
 
+def _children() -> set[str]:
+    return set(subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split())
+
+
 @pytest.fixture(autouse=True)
 def _no_strays() -> Iterator[None]:
+    before = _children()
     yield
     # every process a test started is reaped in its finally blocks; a leftover would show here
-    children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    assert children == [], f"processes left running: {children}"
+    left = _children() - before
+    assert not left, f"processes left running: {left}"

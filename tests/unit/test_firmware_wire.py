@@ -23,6 +23,7 @@ frames = st.builds(
 
 
 @given(st.binary(max_size=3000))
+@settings(deadline=None)
 def test_cobs_round_trips_and_removes_zeros(data: bytes) -> None:
     encoded = cobs_encode(data)
     assert 0 not in encoded
@@ -36,7 +37,7 @@ def test_cobs_edge_cases(data: bytes) -> None:
 
 
 @given(frames)
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_frame_round_trips(frame: Frame) -> None:
     encoded = frame.encode()
     assert encoded.endswith(b"\x00") and encoded.count(0) == 1
@@ -44,7 +45,7 @@ def test_frame_round_trips(frame: Frame) -> None:
 
 
 @given(frames, st.data())
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_crc_rejects_any_corruption(frame: Frame, data: st.DataObject) -> None:
     body = bytearray(cobs_decode(frame.encode()[:-1]))
     index = data.draw(st.integers(0, len(body) - 1))
@@ -69,7 +70,7 @@ def test_length_field_mismatch_is_rejected() -> None:
 
 
 @given(st.lists(frames, min_size=1, max_size=8), st.lists(st.integers(1, 400), min_size=1, max_size=50))
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 def test_reader_reassembles_frames_split_anywhere(sent: list[Frame], cuts: list[int]) -> None:
     stream = b"".join(f.encode() for f in sent)
     reader = FrameReader()
