@@ -213,8 +213,9 @@ def lut_show_command(ctx: click.Context, device: str | None, as_json: bool) -> N
         return
     current = tvm_version()
     view = Table(title=f"latency table {path} ({len(entries)} entries)", title_justify="left")
-    for col in ("block", "device", "median ms", "p90 ms", "CV", "robust CV", "flags"):
-        view.add_column(col, justify="right" if "ms" in col or "CV" in col else "left")
+    view.add_column("block", overflow="fold")
+    for col in ("device", "median ms", "p90 ms", "CV", "robust CV", "flags"):
+        view.add_column(col, justify="right" if "ms" in col or "CV" in col else "left", no_wrap=col != "flags")
     for e in entries:
         m = e.measurement
         flags = []
