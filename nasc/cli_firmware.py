@@ -86,4 +86,4 @@ def flash_command(ctx: click.Context, bundle: Path, port: str, baud: int | None,
              else "YMODEM checks blocks only: run nasc verify (or sha256sum) on the board")
     out.print(f"sent {result.name}: {result.size_bytes} bytes in {result.elapsed_s:.1f} s "
               f"({result.bytes_per_s:.0f} bytes/s) over {port} ({result.protocol}); {check}; "
-              f"{result.frames_resent} frames resent")
+              f"{result.frames_resent} frames resent", soft_wrap=True)

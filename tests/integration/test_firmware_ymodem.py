@@ -52,7 +52,8 @@ def test_rb_receives_from_nasc_byte_identical(pty_pair: tuple[str, str], tmp_pat
     rb = _lrzsz(["rb", "--ymodem"], theirs, inbox)
     try:
         result = send_file(payload, ours, 115200, "ymodem", PackageSettings())
-        assert rb.wait(30) == 0, rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+        rb_code = rb.wait(30)
+        assert rb_code == 0, rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
     finally:
         if rb.poll() is None:
             rb.kill()
@@ -70,14 +71,16 @@ def test_nasc_flash_ymodem_to_rb_delivers_the_bundle(pty_pair: tuple[str, str], 
     try:
         flashed = subprocess.run([sys.executable, "-m", "nasc", "flash", str(bundle), "--port", ours, "--protocol",
                                   "ymodem", "--baud", "115200"], capture_output=True, text=True, timeout=90)
-        assert flashed.returncode == 0, flashed.stdout + flashed.stderr
-        assert rb.wait(30) == 0
+        rb_code = rb.wait(30)
+        rb_err = rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+        assert flashed.returncode == 0, flashed.stdout + flashed.stderr + rb_err
+        assert rb_code == 0, rb_err
     finally:
         if rb.poll() is None:
             rb.kill()
             rb.wait()
     assert (inbox / bundle.name).read_bytes() == bundle.read_bytes()
-    assert "(ymodem)" in flashed.stdout
+    assert "(ymodem)" in flashed.stdout, flashed.stdout
 
 
 def test_sb_sends_to_the_nasc_receiver_byte_identical(pty_pair: tuple[str, str], tmp_path: Path) -> None:
