@@ -131,3 +131,14 @@ def test_receiver_imports_only_pyserial_and_the_standard_library() -> None:
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert leaked == "[]"
+
+
+def test_firmware_bridge_imports_neither_torch_nor_tvm() -> None:
+    modules = ["bundle", "flash", "header", "manifest", "package", "port", "receiver", "sample", "sender", "ymodem"]
+    code = (
+        "import sys, importlib; "
+        + "; ".join(f"importlib.import_module('nasc.firmware_bridge.{m}')" for m in modules)
+        + "; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tvm', 'tvm_ffi')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
