@@ -214,3 +214,21 @@ def test_open_port_errors_name_the_port_and_the_fix(pty_pair, tmp_path: Path) ->
     open_port(name, 115200).close()  # free again once the holder is gone
     with pytest.raises(TransferError, match="cannot open serial port"):
         open_port(name, -5)
+
+
+def test_an_empty_file_is_received(tmp_path: Path) -> None:
+    port = MemoryPort()
+    rx = NascReceiver(port, tmp_path)
+    rx.handle(_hello("empty.bin", b""))
+    assert wire.READY.unpack(port.last().payload)[0] == 0
+    rx.handle(Frame(Kind.END, 2, hashlib.sha256(b"").digest()))
+    assert wire.DONE.unpack(port.last().payload)[0] == 0
+    assert (tmp_path / "empty.bin").read_bytes() == b""
+
+
+def test_an_unwritable_destination_aborts_with_the_reason(tmp_path: Path) -> None:
+    blocker = tmp_path / "dest"
+    blocker.write_text("a file where the folder should be")
+    port = MemoryPort()
+    NascReceiver(port, blocker).handle(_hello("f.bin", b"data"))
+    assert port.last().kind == Kind.ABORT and f"cannot write in {blocker}".encode() in port.last().payload
