@@ -124,8 +124,16 @@ class YmodemSender:
         if len(header) > 1024:
             raise TransferError(f"file name {name!r} is too long for a YMODEM header")
         self._wait_for({CRC_MODE}, self.start_timeout_s, "'C' (CRC mode request)")
-        self._send_block(make_block(0, header, 128 if len(header) <= 128 else 1024), "the file header")
-        self._wait_for({CRC_MODE}, self.block_timeout_s, "'C' after the header")
+        header_block = make_block(0, header, 128 if len(header) <= 128 else 1024)
+        for attempt in range(MAX_RETRIES):  # the header, until the receiver asks for data with 'C'
+            self._send_block(header_block, "the file header")
+            try:
+                self._wait_for({CRC_MODE}, self.block_timeout_s, "'C' after the header")
+                break
+            except TransferError:
+                if attempt == MAX_RETRIES - 1:
+                    raise
+                self.resent += 1
         sent = 0
         seq = 1
         self.progress(0, size)
@@ -160,7 +168,8 @@ class YmodemReceiver:
     """Receives one YMODEM batch into `dest` (each file via a .part file renamed into place)."""
 
     def __init__(self, port: Port, dest: Path, max_bytes: int, log: Log, where: str = "the serial port",
-                 start_timeout_s: float | None = None) -> None:
+                 start_timeout_s: float | None = None, block_timeout_s: float = 2.0) -> None:
+        self.block_timeout_s = block_timeout_s  # a block's bytes must all arrive within this
         self.line = _Line(port, where)
         self.dest = dest
         self.max_bytes = max_bytes
@@ -171,7 +180,7 @@ class YmodemReceiver:
     def _read_block(self, first: int) -> tuple[int, bytes] | None:
         """The rest of a block whose header byte was `first`; None when damaged (caller NAKs)."""
         size = BLOCK_SIZES[first]
-        rest = self.line.read_exact(2 + size + 2, 2.0)
+        rest = self.line.read_exact(2 + size + 2, self.block_timeout_s)
         if rest is None or rest[0] != 0xFF - rest[1]:
             return None
         data = rest[2 : 2 + size]
@@ -199,6 +208,9 @@ class YmodemReceiver:
                     return block
             elif byte == EOT and expect_eot:
                 return "eot"
+            elif byte == EOT:  # the sender missed our ACK of its last EOT and sends it again
+                self.line.write(bytes([ACK]))
+                continue
             elif byte == CAN:
                 if self.line.read_byte(1.0) == CAN:
                     raise TransferError(f"{self.where}: the YMODEM sender cancelled the transfer")
@@ -257,7 +269,7 @@ class YmodemReceiver:
                 eots = 0
                 seq, data = block
                 if seq == (expected - 1) & 0xFF:  # our ACK was lost: the same block again
-                    self.line.write(bytes([ACK]))
+                    self.line.write(bytes([ACK, CRC_MODE]) if expected == 1 else bytes([ACK]))
                     continue
                 if seq != expected & 0xFF:
                     raise self._fail(f"YMODEM block {seq} arrived where {expected & 0xFF} was due; out of sync")

@@ -56,7 +56,7 @@ class Direction:
         now = time.monotonic()
         hold = 0.0
         self.stats[f"{self.name}_frames"] += 1
-        if len(frame) > 1 and self.rng.random() < self.rate:
+        if (len(frame) > 1 or self.raw) and self.rng.random() < self.rate:  # a lone delimiter is left alone
             damage = self.rng.choice(("corrupt", "drop", "delay"))
             self.stats[f"{self.name}_{damage}"] += 1
             if damage == "drop":

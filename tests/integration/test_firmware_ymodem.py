@@ -106,3 +106,46 @@ def test_sb_sends_to_the_nasc_receiver_byte_identical(pty_pair: tuple[str, str],
     for name, data in files.items():
         assert (dest / name).read_bytes() == data, name
     assert sorted(p.name for p in dest.iterdir()) == sorted(files)  # no .part files left
+
+
+def test_ymodem_recovers_from_a_damaged_line(tmp_path: Path) -> None:
+    """nasc's YMODEM sender and receiver through the relay corrupting, dropping and delaying 5% of chunks."""
+    import json
+    import threading
+
+    from nasc.firmware_bridge.port import open_port
+    from nasc.firmware_bridge.ymodem import YmodemReceiver, YmodemSender
+
+    relay_script = Path(__file__).resolve().parents[1] / "firmware_relay.py"
+    stats = tmp_path / "relay.json"
+    relay = subprocess.Popen([sys.executable, str(relay_script), "--raw", "--rate", "0.05", "--seed", "4",
+                              "--bytes-per-s", "92160", "--stats", str(stats)], stdout=subprocess.PIPE, text=True)
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(100_000))
+    dest = tmp_path / "dest"
+    saved: list[Path] = []
+    errors: list[BaseException] = []
+    try:
+        ports = json.loads(relay.stdout.readline())  # type: ignore[union-attr]
+        with open_port(ports["receiver_port"], 921600) as rx_port, open_port(ports["sender_port"], 921600) as tx_port:
+            receiver = YmodemReceiver(rx_port, dest, 1 << 20, lambda message: None, start_timeout_s=60,
+                                      block_timeout_s=0.5)
+
+            def receive() -> None:
+                try:
+                    saved.extend(receiver.receive_batch())
+                except BaseException as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=receive, daemon=True)
+            thread.start()
+            resent = YmodemSender(tx_port, block_timeout_s=1.5).send(payload)
+            thread.join(60)
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    assert not errors, errors
+    assert saved == [dest / "payload.bin"] and saved[0].read_bytes() == payload.read_bytes()
+    counts = json.loads(stats.read_text())
+    assert sum(v for k, v in counts.items() if k.endswith(("_corrupt", "_drop", "_delay"))) > 0, counts
+    assert resent > 0, counts
