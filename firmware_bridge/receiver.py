@@ -54,7 +54,7 @@ class NascReceiver:
         self.max_bytes = max_bytes
         self.reader = FrameReader()
         self.session: Session | None = None
-        self.finished: set[bytes] = set()  # sha256 of files saved: a repeated HELLO for one gets READY(size)
+        self.finished: dict[bytes, Path] = {}  # sha256 -> file saved: a repeated HELLO for it gets READY(size)
         self.done: dict[bytes, bytes] = {}  # sha256 -> DONE payload, for a sender that missed DONE
         self.saved: list[Path] = []
         self.nak_sent_for: int | None = None
@@ -123,8 +123,9 @@ class NascReceiver:
             self._send(Kind.READY, frame.seq, wire.READY.pack(current.offset, chunk))
             return
         self._close()
-        if hello.sha256 in self.finished:  # already saved; the sender missed DONE
-            self._send(Kind.READY, frame.seq, wire.READY.pack(hello.size_bytes, chunk))
+        saved = self.finished.get(hello.sha256)
+        if saved and saved.name == hello.name and saved.is_file() and sha256_file(saved) == hello.sha256.hex():
+            self._send(Kind.READY, frame.seq, wire.READY.pack(hello.size_bytes, chunk))  # the sender missed DONE
             return
         self.session = self._open(hello)
         self.nak_sent_for = None
@@ -200,7 +201,7 @@ class NascReceiver:
             session.meta.unlink(missing_ok=True)
             payload = wire.DONE.pack(0, bytes.fromhex(digest))
             self.saved.append(final)
-            self.finished.add(session.hello.sha256)
+            self.finished[session.hello.sha256] = final
             log(f"saved {final} ({session.hello.size_bytes} bytes, sha256 ok)")
         else:
             session.part.unlink(missing_ok=True)

@@ -232,3 +232,19 @@ def test_an_unwritable_destination_aborts_with_the_reason(tmp_path: Path) -> Non
     port = MemoryPort()
     NascReceiver(port, blocker).handle(_hello("f.bin", b"data"))
     assert port.last().kind == Kind.ABORT and f"cannot write in {blocker}".encode() in port.last().payload
+
+
+def test_a_file_already_saved_is_not_sent_again_unless_it_is_gone(tmp_path: Path) -> None:
+    port = MemoryPort()
+    rx = NascReceiver(port, tmp_path)
+    content = os.urandom(2000)
+    rx.handle(_hello("f.bin", content))
+    rx.handle(_data(2, 0, content))
+    rx.handle(Frame(Kind.END, 3, hashlib.sha256(content).digest()))
+    rx.handle(_hello("f.bin", content))  # the sender missed DONE and starts over
+    assert wire.READY.unpack(port.last().payload)[0] == 2000
+    rx.handle(Frame(Kind.END, 4, hashlib.sha256(content).digest()))
+    assert port.last().kind == Kind.DONE and wire.DONE.unpack(port.last().payload)[0] == 0
+    (tmp_path / "f.bin").unlink()  # deleted on the board: the same file must really come again
+    rx.handle(_hello("f.bin", content))
+    assert wire.READY.unpack(port.last().payload)[0] == 0
