@@ -82,14 +82,17 @@ class NascSender:
 
     # -- wire -------------------------------------------------------------------------------------
 
-    def _send(self, kind: Kind, payload: bytes = b"") -> int:
-        self.seq += 1
+    def _write(self, data: bytes) -> None:
         try:
-            self.port.write(Frame(kind, self.seq, payload).encode())
+            self.port.write(data)
         except serial.SerialTimeoutException:
             self.stats["write_timeouts"] += 1  # the line is stuck; the frame counts as lost
         except (serial.SerialException, OSError) as exc:
             raise TransferError(f"{self.where}: write failed ({exc}); was the adapter unplugged?") from None
+
+    def _send(self, kind: Kind, payload: bytes = b"") -> int:
+        self.seq += 1
+        self._write(Frame(kind, self.seq, payload).encode())
         self.stats["frames_sent"] += 1
         return self.seq
 
@@ -147,7 +150,7 @@ class NascSender:
             digest = hashlib.file_digest(file, "sha256")
             hello = Hello(name or path.name, path.stat().st_size, digest.digest(), self.settings.chunk_bytes)
             start = time.monotonic()
-            self.port.write(wire.DELIMITER)  # ends any partial frame the receiver holds
+            self._write(wire.DELIMITER)  # ends any partial frame the receiver holds
             for attempt in range(2):
                 resumed, ok = self._transfer(hello, file)
                 if ok:
@@ -196,6 +199,8 @@ class NascSender:
                 while next_off < total and next_off - base < self.chunk_bytes * s.window_frames:
                     file.seek(next_off)
                     chunk = file.read(min(self.chunk_bytes, total - next_off))
+                    if not chunk:
+                        raise TransferError(f"{file.name}: the file shrank while it was being sent")
                     self._send(Kind.DATA, wire.OFFSET.pack(next_off) + chunk)
                     next_off += len(chunk)
             frame = self._receive(time.monotonic() + s.ack_timeout_s)
