@@ -32,6 +32,7 @@ from .recipe import BoardRecipe, RootfsStamp, read_stamp, recipe_for, write_stam
 ProgressFn = Callable[[str, int, int], None]
 
 BUILD_STEPS = 5
+BUILD_TIME_HINT = "4 to 9 minutes on 2 busy cores"
 WHEEL_DIR_INSIDE = "/tmp/nasc-wheels"
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -67,7 +68,7 @@ def ensure_rootfs(
 ) -> Path:
     """The root file system of `board` under `cache_dir`, built first if missing or built from another recipe.
 
-    Needs root, debootstrap, qemu-user-static and binfmt-support; takes about 3 minutes when it builds.
+    Needs root, debootstrap, qemu-user-static and binfmt-support; takes 4 to 9 minutes when it builds.
     """
     recipe = recipe_for(board)
     final = rootfs_path(board, cache_dir)

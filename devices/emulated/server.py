@@ -17,7 +17,7 @@ from nasc.errors import DeviceUnreachable
 
 from .hostcheck import check_host, install_interpreter
 from .recipe import recipe_for
-from .rootfs import ProgressFn, board_dir, cached_rootfs, chroot_env, ensure_rootfs
+from .rootfs import BUILD_TIME_HINT, ProgressFn, board_dir, cached_rootfs, chroot_env, ensure_rootfs
 
 EMULATED_BANNER = "EMULATED"
 # qemu-user runs Python and the TVM import about 10x slower than the host: allow time to come up.
@@ -59,7 +59,7 @@ def emulated_server(
     recipe = recipe_for(board)
     if progress is None and cached_rootfs(board, cache_dir) is None:
         Console(stderr=True, highlight=False).print(
-            f"building the emulated {recipe.board} root file system once (about 4 minutes); "
+            f"building the emulated {recipe.board} root file system once ({BUILD_TIME_HINT}); "
             f"log: {board_dir(board, cache_dir) / 'build.log'}"
         )
     rootfs = ensure_rootfs(board, cache_dir, progress)
@@ -118,7 +118,7 @@ def serve_emulated(
     key = key or (f"{recipe.board}-emulated" if tracker else None)
     port_end = port_end if port_end is not None else port + 10
     if cached_rootfs(board, cache_dir) is None:
-        console.print(f"building the emulated {recipe.board} root file system once (about 3 minutes) "
+        console.print(f"building the emulated {recipe.board} root file system once ({BUILD_TIME_HINT}) "
                       f"under {board_dir(board, cache_dir)}")
     with _signals_interrupt():
         server: RpcServerProcess | None = None

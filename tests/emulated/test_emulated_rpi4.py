@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import psutil
 import pytest
 from nasc.compiler.build import build_library
 from nasc.compiler.runtime import load_vm, run_vm
 from nasc.devices.emulated import cached_rootfs, ensure_rootfs, recipe_for
 from nasc.devices.emulated.rootfs import chroot_env
-from nasc.devices.emulated.server import emulated_server
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import RpcServerProcess, free_port, tracker_command
 from onnx import TensorProto, helper, numpy_helper
@@ -113,15 +116,23 @@ def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
     tracker_port = free_port()
     with RpcServerProcess(tracker_command("127.0.0.1", tracker_port, tracker_port + 1), "127.0.0.1", tracker_port,
                           name="rpc tracker") as tracker:
+        # What a user runs: `nasc devices emulate rpi4 --tracker ... --key ...`, stopped with Ctrl-C (SIGINT).
         port = free_port()
-        server = emulated_server("rpi4", Path(os.environ["NASC_CACHE_DIR"]), "127.0.0.1", port, port + 10,
-                                 tracker=f"127.0.0.1:{tracker.port}", key=key)
-        with server:
+        cli_log = tmp_path / "emulate.log"
+        cmd = [_nasc_executable(), "devices", "emulate", "rpi4", "--port", str(port),
+               "--tracker", f"127.0.0.1:{tracker.port}", "--key", key]
+        with open(cli_log, "w") as log:
+            cli = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "250"})
+        try:
+            _wait_for_text(cli, cli_log, "Press Ctrl-C to stop", timeout_s=300)
+            assert "EMULATED rpi4" in cli_log.read_text()
+            server_pids = [p.pid for p in psutil.Process(cli.pid).children(recursive=True)]
+            assert server_pids, "no server process under nasc"
+
             remote = rpc.connect_tracker("127.0.0.1", tracker.port).request(key, priority=1, session_timeout=600)
             remote.upload(str(lib_path))
-            lib = remote.load_module(lib_path.name)
             dev = remote.cpu()
-            vm = load_vm(lib, dev)
+            vm = load_vm(remote.load_module(lib_path.name), dev)
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
             rng = np.random.default_rng(1)
             errors = []
@@ -133,10 +144,38 @@ def test_cross_compiled_model_runs_through_the_tracker_and_matches_onnxruntime(
                 errors.append(float(np.max(np.abs(got - want))))
             assert max(errors) < 1e-4, f"max abs error against onnxruntime: {errors}"
             assert float(np.std(want)) > 1e-3  # the outputs differ per class: the comparison means something
-            assert server.alive()
-            log = server.log_tail(50)
-        assert not server.alive()  # stopped with its process group
-    assert f"bind to 127.0.0.1:{server.port}" in log
+            del vm, remote
+
+            cli.send_signal(signal.SIGINT)
+            assert cli.wait(timeout=60) == 0, cli_log.read_text()
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+    assert "stopping the emulated rpi4 RPC server" in cli_log.read_text()
+    assert [pid for pid in server_pids if _running(pid)] == [], "server processes outlived nasc"
+
+
+def _nasc_executable() -> str:
+    here = Path(sys.executable).with_name("nasc")
+    return str(here) if here.exists() else (shutil.which("nasc") or "nasc")
+
+
+def _wait_for_text(proc: subprocess.Popen, log: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()}"
+        time.sleep(0.2)
+    raise AssertionError(f"'{text}' not seen within {timeout_s:.0f} s:\n{log.read_text()}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_measure_on_the_emulated_profile_is_labelled_emulated(rootfs: Path, cross_compiler: str,
