@@ -20,7 +20,7 @@ from .recipe import recipe_for
 from .rootfs import BUILD_TIME_HINT, ProgressFn, board_dir, cached_rootfs, chroot_env, ensure_rootfs
 
 EMULATED_BANNER = "EMULATED"
-# qemu-user runs Python and the TVM import about 10x slower than the host: allow time to come up.
+# Under qemu-user, starting Python and importing TVM took 8-20 s here (2 busy cores): allow time to come up.
 START_TIMEOUT_S = 180.0
 DEFAULT_PORT = 9200
 

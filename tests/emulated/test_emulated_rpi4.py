@@ -37,9 +37,9 @@ DEVICE = resolve_device("rpi4-emulated")
 
 
 @pytest.fixture(scope="session")
-def rootfs() -> Path:
-    """The cached rpi4 root file system (built here on the first run)."""
-    return ensure_rootfs("rpi4", Path(os.environ["NASC_CACHE_DIR"]))
+def rootfs(isolated_cache: Path) -> Path:
+    """The cached rpi4 root file system (built here on the first run; tests/conftest.py picks the cache)."""
+    return ensure_rootfs("rpi4", isolated_cache)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,8 @@ def test_profile_is_marked_emulated() -> None:
 
 def test_rootfs_runs_aarch64_python_with_the_pinned_wheels(rootfs: Path) -> None:
     recipe = recipe_for("rpi4")
-    stamp = cached_rootfs("rpi4", rootfs.parent.parent.parent)
+    cache = Path(os.environ["NASC_CACHE_DIR"])
+    stamp = cached_rootfs("rpi4", cache)
     assert stamp is not None and stamp.recipe == recipe
     names = [w.split("==")[0] for w in recipe.wheels]
     probe = (
@@ -71,7 +72,7 @@ def test_rootfs_runs_aarch64_python_with_the_pinned_wheels(rootfs: Path) -> None
     assert versions == dict(w.split("==") for w in recipe.wheels)
     # A second call finds the cached build without rebuilding it.
     before = (rootfs / ".nasc-rootfs.json").stat().st_mtime_ns
-    assert ensure_rootfs("rpi4", Path(os.environ["NASC_CACHE_DIR"])) == rootfs
+    assert ensure_rootfs("rpi4", cache) == rootfs
     assert (rootfs / ".nasc-rootfs.json").stat().st_mtime_ns == before
 
 
