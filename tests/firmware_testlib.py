@@ -69,3 +69,27 @@ def write_compile_dir(folder: Path, library_bytes: bytes | None = None, seed: in
     }
     (folder / "compile.json").write_text(json.dumps(record, indent=2))
     return folder
+
+
+def two_in_two_out_onnx_model(seed: int = 0) -> onnx.ModelProto:
+    """Inputs a [2,4] and b [2,6]; outputs relu(a @ W + b) [2,6] and sum(a @ W), a scalar."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "W")
+    nodes = [
+        helper.make_node("MatMul", ["a", "W"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["sum"]),
+        helper.make_node("Relu", ["sum"], ["relu"]),
+        helper.make_node("ReduceSum", ["m"], ["total"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_in_two_out",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 6])],
+        [helper.make_tensor_value_info("relu", TensorProto.FLOAT, [2, 6]),
+         helper.make_tensor_value_info("total", TensorProto.FLOAT, [])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,22 +11,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from firmware_testlib import tiny_onnx_model
+from firmware_testlib import tiny_onnx_model, two_in_two_out_onnx_model
 from nasc.firmware_bridge.bundle import extract_bundle
 from nasc.firmware_bridge.package import package
 
 from nasc.config import Config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MADE_HERE = {"tiny": tiny_onnx_model, "two-in-two-out": two_in_two_out_onnx_model}
 
 
 def _compiled(root: Path, model: str) -> Path:
     """A real compile output folder for the host CPU, made by nasc's own compile_onnx."""
     from nasc.compiler.pipeline import compile_onnx
 
-    if model == "tiny":
-        source = root / "tiny.onnx"
-        onnx.save(tiny_onnx_model(), source)
+    if model in MADE_HERE:
+        source = root / f"{model}.onnx"
+        onnx.save(MADE_HERE[model](), source)
     else:
         source = EXAMPLES / f"{model}.onnx"
     config = Config()
@@ -34,7 +36,7 @@ def _compiled(root: Path, model: str) -> Path:
     return out
 
 
-@pytest.fixture(scope="module", params=["tiny", "mbconv-32"])
+@pytest.fixture(scope="module", params=["tiny", "mbconv-32", "two-in-two-out"])
 def unpacked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp(f"example-{request.param}")
     folder = _compiled(root, request.param)
@@ -48,22 +50,27 @@ def unpacked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return dest
 
 
-def _values(stdout: str) -> np.ndarray:
-    lines = [line for line in stdout.splitlines() if line.startswith("values ")]
-    assert len(lines) == 1, stdout
-    return np.array([float(v) for v in lines[0].split()[1:]], dtype=np.float64)
+def _printed_outputs(stdout: str) -> list[np.ndarray]:
+    return [np.array([float(v) for v in line.split()[1:]], dtype=np.float64)
+            for line in stdout.splitlines() if line.startswith("values")]
 
 
 def test_example_prints_the_expected_output(unpacked: Path) -> None:
     ran = subprocess.run([str(unpacked / "example" / "run_model"), "."], cwd=unpacked, capture_output=True, text=True,
                          timeout=60)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    expected = np.load(unpacked / "sample" / "expected-output-0.npy")
-    printed = _values(ran.stdout)
-    assert printed.shape == (expected.size,)
-    np.testing.assert_allclose(printed, expected.ravel(), rtol=1e-4, atol=1e-4)
-    assert 'output 0 "output" 1x10' in ran.stdout and ran.stdout.rstrip().endswith("PASS")
-    assert float(np.std(printed)) > 0.1  # a real, input-dependent output, not a constant
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    printed = _printed_outputs(ran.stdout)
+    assert len(printed) == len(manifest["outputs"]) == len(manifest["sample"]["expected_outputs"])
+    for index, (values, spec, path) in enumerate(zip(printed, manifest["outputs"],
+                                                     manifest["sample"]["expected_outputs"], strict=True)):
+        expected = np.load(unpacked / path)
+        assert values.shape == (expected.size,)
+        np.testing.assert_allclose(values, expected.ravel(), rtol=1e-4, atol=1e-4)
+        shape = "x".join(str(d) for d in spec["shape"]) or "scalar"
+        assert f'output {index} "{spec["name"]}" {shape}' in ran.stdout
+    assert float(np.std(np.concatenate(printed))) > 0.1  # real, input-dependent values, not a constant
+    assert ran.stdout.rstrip().endswith("PASS")
 
 
 def test_example_reports_a_wrong_expected_output(unpacked: Path, tmp_path: Path) -> None:
