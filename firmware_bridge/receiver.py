@@ -215,10 +215,13 @@ class NascReceiver:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the receiver."""
-    parser = argparse.ArgumentParser(prog="python -m nasc.firmware_bridge.receiver", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m nasc.firmware_bridge.receiver",
+        description="Receive files sent by `nasc flash` (or a YMODEM sender) over a serial line into --dest.",
+    )
     parser.add_argument("--port", required=True, help="serial device, for example /dev/ttyS0 or /dev/ttyGS0")
     parser.add_argument("--dest", default=".", help="folder the received files go to (default: .)")
-    parser.add_argument("--baud", type=int, default=921600)
+    parser.add_argument("--baud", type=int, default=921600, help="line speed, the same as the sender's (921600)")
     parser.add_argument("--protocol", choices=("nasc", "ymodem"), default="nasc")
     parser.add_argument("--once", action="store_true", help="exit after one file (one batch for YMODEM)")
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="refuse larger files")
