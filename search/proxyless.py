@@ -386,7 +386,7 @@ def _summary(record: dict[str, Any]) -> str:
     parts = [f"{record['stage']} {record['epoch']}", f"loss {record['train_loss']:.3f}",
              f"valid acc {record['valid_accuracy']:.3f}"]
     if "expected_ms" in record:
-        parts += [f"E[lat] {record['expected_ms']:.4f} ms", record["derived"]]
+        parts += [f"expected {record['expected_ms']:.4f} ms", record["derived"]]
     return "  ".join(parts)
 
 

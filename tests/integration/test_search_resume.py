@@ -1,0 +1,115 @@
+"""A search SIGKILLed twice (mid-search and mid-final-training) and resumed ends identical to an
+uninterrupted run with the same seed, losing at most the epoch in flight each time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TESTS = Path(__file__).resolve().parents[1]
+
+PROJECT = """
+[search]
+latency_ms = 0.05
+seed = 7
+warmup_epochs = 1
+epochs = 3
+final_epochs = 3
+final_init = "inherit"
+[search.space]
+resolution = 8
+in_channels = 1
+stem_channels = 8
+stem_stride = 1
+ops = ["k3_e3", "k5_e6", "zero"]
+stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 1, stride = 2}]
+"""
+
+RUNNER = """
+import sys
+import torch
+torch.set_num_threads(1)
+from search_fakes import MacsPredictor
+from nasc.config import load_config
+from nasc.search.proxyless import run_search
+run_search(load_config(sys.argv[1]), MacsPredictor(), sys.argv[2], resume=sys.argv[3] == "resume")
+"""
+
+
+def _start(project: Path, out: Path, resume: bool) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(project), str(out), "resume" if resume else "fresh"],
+        env=env, stderr=subprocess.PIPE,
+    )
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "search.json").read_text())["history"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def _kill_after(proc: subprocess.Popen[bytes], out: Path, epochs: int, delay_s: float = 0.3) -> int:
+    """SIGKILL `proc` while the epoch after `epochs` finished ones is in flight; returns epochs on disk."""
+    deadline = time.monotonic() + 240
+    while _epochs_done(out) < epochs:
+        assert proc.poll() is None, f"search ended early: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "search made no progress"
+        time.sleep(0.05)
+    time.sleep(delay_s)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return _epochs_done(out)
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> None:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+
+def test_killed_and_resumed_search_ends_identical(tmp_path: Path) -> None:
+    project = tmp_path / "build.toml"
+    project.write_text(PROJECT)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+
+    _finish(_start(project, whole, resume=False))
+
+    on_disk = _kill_after(_start(project, killed, resume=False), killed, epochs=2)
+    assert on_disk in (2, 3)  # at most the epoch in flight is lost
+    assert not (killed / "arch.json").exists()
+    on_disk = _kill_after(_start(project, killed, resume=True), killed, epochs=5, delay_s=0.01)  # 4 search + 1 final
+    assert on_disk in (5, 6)
+    assert not (killed / "model.pt").exists()
+    _finish(_start(project, killed, resume=True))
+
+    a, b = (json.loads((d / "search.json").read_text()) for d in (whole, killed))
+    assert b["history"] == a["history"] and len(a["history"]) == 7
+    assert [h["stage"] for h in a["history"]] == ["warmup"] + ["search"] * 3 + ["final"] * 3
+    a["result"].pop("out_dir"), b["result"].pop("out_dir")
+    assert b["result"] == a["result"]
+    assert (killed / "arch.json").read_text() == (whole / "arch.json").read_text()
+    wa = torch.load(whole / "model.pt", weights_only=True)
+    wb = torch.load(killed / "model.pt", weights_only=True)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_fresh_run_into_a_folder_with_an_unfinished_search_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "build.toml"
+    project.write_text(PROJECT)
+    out = tmp_path / "out"
+    _kill_after(_start(project, out, resume=False), out, epochs=1)
+    proc = _start(project, out, resume=False)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "pass --resume to continue it" in err.decode()

@@ -1,0 +1,38 @@
+"""`nasc search` refuses cleanly, with the fix, when it cannot run (no table, bad device, bad flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nasc.cli import main
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NASC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the embedded default project
+    return tmp_path / "cache"
+
+
+def test_search_without_a_latency_table_tells_how_to_build_one(cache: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["search", "--device", "local", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 13, result.output
+    assert "nasc lut build --device local" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "arch.json").exists()
+
+
+def test_search_on_an_unknown_device_is_refused(cache: Path) -> None:
+    result = CliRunner().invoke(main, ["search", "--device", "toaster"])
+    assert result.exit_code == 4, result.output
+    assert "toaster" in result.output
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--latency-ms", "0"), ("--epochs", "-1")])
+def test_bad_flag_values_are_config_errors(cache: Path, flag: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["search", flag, value])
+    assert result.exit_code == 2, result.output
+    assert "[search]" in result.output

@@ -1,0 +1,102 @@
+"""The latency term: expected latency from the predictor, both loss forms, the RL reward, and that a
+tight budget moves the architecture toward cheaper ops (fails if the latency term were ignored)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from nasc.search.objective import LatencyCosts, expected_latency_ms, latency_loss, rl_reward
+from nasc.search.proxyless import run_search, search_space
+from nasc.search.settings import SearchSettings
+from search_fakes import MacsPredictor
+
+from nasc.config import Config, parse_config
+
+TINY_TOML = """
+[search]
+warmup_epochs = 0
+epochs = 3
+final_epochs = 0
+arch_lr = 0.05
+batch_size = 64
+[search.space]
+resolution = 8
+in_channels = 1
+stem_channels = 8
+stem_stride = 1
+ops = ["k3_e3", "k7_e6", "zero"]
+stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 2, stride = 2}]
+"""
+
+
+def tiny_config() -> Config:
+    return parse_config(TINY_TOML, "tiny.toml")
+
+
+def test_expected_latency_is_the_probability_weighted_sum_and_differentiable() -> None:
+    config = tiny_config()
+    space = search_space(config, 10)
+    predictor = MacsPredictor()
+    costs = LatencyCosts.from_predictor(space, predictor)
+    assert costs.fixed_ms == pytest.approx(
+        predictor.block_ms(space.stem_signature()) + predictor.block_ms(space.head_signature()))
+    alphas = [torch.randn(len(layer.ops), requires_grad=True) for layer in space.layers()]
+    probs = [torch.softmax(a, 0) for a in alphas]
+    value = expected_latency_ms(probs, costs.tensors(), costs.fixed_ms)
+    manual = costs.fixed_ms + sum(
+        float(p[j].detach()) * costs.layer_ms[i][j] for i, p in enumerate(probs) for j in range(len(p)))
+    assert float(value) == pytest.approx(manual, rel=1e-5)
+    value.backward()
+    for alpha, layer_costs in zip(alphas, costs.layer_ms, strict=True):
+        # raising the alpha of the most expensive op raises E[LAT]; of the cheapest, lowers it
+        assert alpha.grad[layer_costs.index(max(layer_costs))] > 0
+        assert alpha.grad[layer_costs.index(min(layer_costs))] < 0
+
+
+@pytest.mark.parametrize("form", ["mul", "add"])
+@pytest.mark.parametrize("budget_ms", [0.05, 3.0])  # sub-millisecond budgets must not flip the sign
+def test_loss_grows_with_latency_and_with_cross_entropy(form: str, budget_ms: float) -> None:
+    settings = SearchSettings(latency_ms=budget_ms, latency_loss=form)  # type: ignore[arg-type]
+    lat = torch.tensor(budget_ms * 0.8, requires_grad=True)
+    ce = torch.tensor(1.5, requires_grad=True)
+    loss = latency_loss(ce, lat, settings)
+    loss.backward()
+    assert lat.grad > 0 and ce.grad > 0
+    if form == "mul":
+        assert float(loss) == pytest.approx(1.5 * (math.log(budget_ms * 800) / math.log(budget_ms * 1000)) ** 0.6)
+    assert float(latency_loss(ce, lat, SearchSettings())) == 1.5  # no budget: CE alone
+
+
+def test_rl_reward_prefers_faster_networks_at_equal_accuracy() -> None:
+    for form in ("mul", "add"):
+        settings = SearchSettings(latency_ms=1.0, latency_loss=form)  # type: ignore[arg-type]
+        assert rl_reward(0.9, 0.5, settings) > rl_reward(0.9, 1.0, settings) > rl_reward(0.9, 2.0, settings)
+        assert rl_reward(0.95, 1.0, settings) > rl_reward(0.9, 1.0, settings)
+
+
+def _expected_history(tmp_path: Path, name: str, **search: object) -> list[float]:
+    config = tiny_config().with_section("search", **search)
+    run_search(config, MacsPredictor(), tmp_path / name)
+    history = json.loads((tmp_path / name / "search.json").read_text())["history"]
+    return [h["expected_ms"] for h in history]
+
+
+@pytest.mark.parametrize(("algo", "form", "weight"), [("grad", "mul", 0.6), ("rl", "add", 5.0)])
+def test_tight_budget_moves_the_architecture_toward_cheaper_ops(
+    tmp_path: Path, algo: str, form: str, weight: float
+) -> None:
+    space = search_space(tiny_config(), 10)
+    costs = LatencyCosts.from_predictor(space, MacsPredictor())
+    uniform = float(expected_latency_ms(
+        [torch.full((len(c),), 1 / len(c)) for c in costs.layer_ms], costs.tensors(), costs.fixed_ms))
+    tight = 0.5 * costs.arch_ms(space, [layer.ops[0] for layer in space.layers()])
+    free = _expected_history(tmp_path, "free", arch_algo=algo)
+    budget = _expected_history(tmp_path, "tight", arch_algo=algo, latency_loss=form, latency_ms=tight,
+                               beta=weight, latency_lambda=weight)
+    # a tenth of the way from the uniform mix toward the cheapest network, and below the search without budget
+    assert budget[-1] < uniform - 0.1 * (uniform - costs.fixed_ms)
+    assert budget[-1] < free[-1]
