@@ -1,0 +1,81 @@
+"""`nasc search` end to end on the `local` device: a real latency table measured through TVM RPC on
+127.0.0.1 (`nasc lut build`), a short search on digits, the trained net exported with the compiler's
+export_onnx and checked against onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from nasc.compiler.export import export_onnx
+from nasc.devices.predictor import load_predictor
+from nasc.search.data import load_data
+from nasc.search.outputs import load_trained
+
+from nasc.config import load_config
+
+PROJECT = """
+[search]
+latency_ms = 0.05
+warmup_epochs = 1
+epochs = 2
+final_epochs = 8
+[search.space]
+resolution = 8
+in_channels = 1
+stem_channels = 8
+stem_stride = 1
+head_expand = 2
+ops = ["k3_e3", "k5_e3", "zero"]
+stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 1, stride = 2}]
+"""
+
+NASC = [str(Path(sys.executable).parent / "nasc")]  # the console script, as a user runs it
+
+
+def _nasc(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([*NASC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, f"nasc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_search_on_local_with_a_measured_table(tmp_path: Path) -> None:
+    (tmp_path / "build.toml").write_text(PROJECT)
+    _nasc(["lut", "build", "--device", "local"], tmp_path)
+    run = _nasc(["search", "--device", "local", "-o", "out"], tmp_path)
+
+    out = tmp_path / "out"
+    record = json.loads((out / "search.json").read_text())
+    assert record["complete"] is True
+    assert [h["stage"] for h in record["history"]] == ["warmup", "search", "search"] + ["final"] * 8
+    result = record["result"]
+
+    config = load_config(tmp_path / "build.toml")
+    predictor = load_predictor(config.cache_dir(), config.device("local"))
+    arch, net = load_trained(out)
+    assert result["predicted_ms"] == predictor.network_ms(arch.blocks())
+    assert result["meets_budget"] == (result["predicted_ms"] <= 0.05)
+    assert ("within budget" if result["meets_budget"] else "OVER BUDGET") in run.stdout
+    assert str(arch) in run.stdout
+    assert result["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+
+    # the measured table drove the search: every layer's costs in search.json come from it
+    for layer, costs in zip(arch.space.layers(), record["latency"]["layers"], strict=True):
+        for op, ms in costs.items():
+            assert ms == (0.0 if op == "zero" else predictor.block_ms(layer.signature(op)))
+
+    exported = export_onnx(net, arch.input_shape(), tmp_path / "net.onnx")
+    data = load_data(config.data, config.search.space, config.search.seed, tmp_path)
+    x = data.test.x[:1].numpy()
+    session = ort.InferenceSession(exported.onnx_path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
