@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from nasc.devices.spec import DeviceSpec
-
 from nasc.errors import CompileError
 
 from .frontend import import_onnx

@@ -7,6 +7,7 @@ temporary folder beside it and moved in at the end (compile.json last).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
-from nasc.devices.spec import DeviceSpec
 
 from nasc import __version__
 from nasc.config import CompileSettings
+from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 from nasc.fsutil import sha256_file, write_json_atomic
 
@@ -115,7 +116,7 @@ def compile_onnx(
     tuning = _tune(mod, target, device, settings, database_dir, reporter)
     reporter.stage("build", f"for {device.name}")
     executable, applied = compile_module(mod, device, open_database(database_dir))
-    tuning = TuningSummary(**{**tuning.__dict__, "records_applied": applied})
+    tuning = dataclasses.replace(tuning, records_applied=applied)
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".nasc-compile-", dir=out) as staging_name:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from nasc.devices.spec import DeviceSpec
-
 from nasc.errors import ConfigError, ToolMissing
 
 CROSS_COMPILER_PACKAGES = {

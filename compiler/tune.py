@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -27,6 +28,8 @@ WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 BUDGET_FILE = "trials.json"
 _MS_LOGGER = "tvm.s_tir.meta_schedule"
+BUILD_TIMEOUT_S = 300.0
+RUN_TIMEOUT_S = 120.0
 
 
 class TuningReporter(Protocol):
@@ -113,6 +116,14 @@ class TuningSummary:
             tasks=tuple(TaskTuning.from_dict(t) for t in data.get("tasks", [])),
             records_applied=int(data.get("records_applied", 0)),
         )
+
+
+def population_size(trials_per_task: int) -> int:
+    """Evolutionary-search population: TVM's 512 for real budgets, smaller for a handful of trials.
+
+    Generating and scoring 512 candidates costs the same whether 2 or 64 get measured.
+    """
+    return max(64, min(512, 16 * trials_per_task))
 
 
 def database_dir_for(cache_dir: Path, target: Any) -> Path:
@@ -213,6 +224,8 @@ def tune_module(
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
+    from .pooled_builder import PooledLocalBuilder
+
     started = time.perf_counter()
     _quiet_meta_schedule()
     extracted = [t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)]
@@ -230,13 +243,19 @@ def tune_module(
                     if (database_dir / name).exists():
                         shutil.copyfile(database_dir / name, work_dir / name)
                 database = ms.database.JSONDatabase(work_dir=str(work_dir))
+                workers = max(1, (os.cpu_count() or 1))
+                # Generous timeouts: a busy 2-core machine takes far longer than TVM's 30 s defaults to
+                # start a worker and build, and a timed-out candidate is a wasted trial.
+                builder = PooledLocalBuilder(max_workers=workers, timeout_sec=BUILD_TIMEOUT_S)
+                runner = ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S)
                 if reporter is not None:
                     reporter.tuning_started(sum(needs[i] for i in todo), len(todo))
                 # One tune_tasks call per distinct remaining budget (usually one).
                 for need in sorted({needs[i] for i in todo}):
                     group = [i for i in todo if needs[i] == need]
                     contexts, weights = extracted_tasks_to_tune_contexts(
-                        [extracted[i] for i in group], str(work_dir), seed=seed
+                        [extracted[i] for i in group], str(work_dir), seed=seed,
+                        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),
                     )
                     callback = tally.callback(group, [int(w) for w in weights])
                     try:
@@ -248,10 +267,14 @@ def tune_module(
                             max_trials_per_task=need,
                             num_trials_per_iter=min(trials_per_iteration, need),
                             database=database,
+                            builder=builder,
+                            runner=runner,
                             measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
                         )
                     except Exception as exc:
                         raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
+                    finally:
+                        builder.shutdown()
                 for name in (WORKLOAD_FILE, RECORD_FILE):
                     if (work_dir / name).exists():
                         atomic_copy(work_dir / name, database_dir / name)

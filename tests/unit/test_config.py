@@ -82,7 +82,7 @@ def test_cli_override_replaces_one_field() -> None:
 
 
 def test_missing_project_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: no such project file"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such project file"):
         load_config(tmp_path / "nope.toml")
 
 

@@ -1,0 +1,142 @@
+"""Benchmark: nasc-compiled artifacts vs onnxruntime on this machine, at several tuning budgets.
+
+For each model and each total trial budget (spread evenly over the model's tuning tasks, and
+cumulative: a larger budget tunes only the difference, as `nasc compile` does), compile for
+`local`, then time the artifact and onnxruntime in the same run with the same protocol
+(warm-up, then `repeat` medians of `number` runs). Prints a table of ratios nasc / onnxruntime
+(< 1.0: nasc is faster). Run from the repository root:
+
+    .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nasc.compiler.build import lower_for_tuning
+from nasc.compiler.export import export_onnx
+from nasc.compiler.frontend import import_onnx
+from nasc.compiler.onnx_model import io_specs, load_onnx
+from nasc.compiler.pipeline import compile_onnx
+from nasc.compiler.reference_nets import mbconv_reference
+from nasc.compiler.target import tvm_target
+from nasc.compiler.verify import random_inputs
+from nasc.config import CompileSettings
+from nasc.devices.registry import resolve_device
+
+ONNX_TEST_DATA = Path(__import__("onnx").__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def model_files(names: list[str], workdir: Path) -> dict[str, Path]:
+    """Reference MBConv nets exported here, plus light models from the onnx package."""
+    files: dict[str, Path] = {}
+    for name in names:
+        if name.startswith("mbconv-"):
+            ref = mbconv_reference(int(name.split("-")[1]))
+            files[name] = Path(export_onnx(ref.module, ref.input_shape, workdir / f"{name}.onnx").onnx_path)
+        else:
+            path = ONNX_TEST_DATA / f"light_{name}.onnx"
+            if not path.exists():
+                sys.exit(f"no model {path}; available: {sorted(p.stem for p in ONNX_TEST_DATA.glob('light_*.onnx'))}")
+            files[name] = path
+    return files
+
+
+def count_tasks(onnx_path: Path) -> int:
+    """How many tuning tasks MetaSchedule extracts from the model for `local`."""
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    target = tvm_target(resolve_device("local"))
+    mod = lower_for_tuning(import_onnx(load_onnx(onnx_path)), target)
+    return len([t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)])
+
+
+def time_tvm(library: Path, inputs: list[np.ndarray], number: int, repeat: int) -> float:
+    """Median ms per run of the library's main, TVM's time_evaluator on this CPU."""
+    import tvm
+    from tvm import relax
+
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
+    vm.set_input("main", *[tvm.runtime.tensor(x, dev) for x in inputs])
+    vm.invoke_stateful("main")
+    timer = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=repeat, min_repeat_ms=0)
+    return float(np.median(np.array(timer("main").results))) * 1e3
+
+
+def time_ort(onnx_path: Path, names: list[str], inputs: list[np.ndarray], number: int, repeat: int) -> float:
+    """Median ms per run of onnxruntime (CPU provider, default threads) with the same protocol."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feed = dict(zip(names, inputs, strict=True))
+    for _ in range(number):
+        session.run(None, feed)
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            session.run(None, feed)
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples) * 1e3
+
+
+def main() -> None:
+    """Run the benchmark and print the ratio table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="mbconv-32,mbconv-96,squeezenet")
+    parser.add_argument("--budgets", default="0,64,256,1024", help="total trials per model")
+    parser.add_argument("--number", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--cache", default=None, help="tuning cache (default: a fresh temporary folder)")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    budgets = sorted(int(b) for b in args.budgets.split(","))
+    local = resolve_device("local")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        cache = Path(args.cache) if args.cache else workdir / "cache"
+        for name, path in model_files(args.models.split(","), workdir).items():
+            tasks = count_tasks(path)
+            inputs_spec, _ = io_specs(load_onnx(path), str(path))
+            inputs = random_inputs(inputs_spec, seed=0)
+            names = [s.name for s in inputs_spec]
+            for budget in budgets:
+                per_task = 0 if budget == 0 else max(1, budget // tasks)
+                settings = CompileSettings(trials=per_task, trials_per_iteration=16)
+                started = time.perf_counter()
+                artifact = compile_onnx(path, local, settings, workdir / f"{name}-{budget}", cache)
+                compile_s = time.perf_counter() - started
+                nasc_ms = time_tvm(artifact.library_path, inputs, args.number, args.repeat)
+                ort_ms = time_ort(path, names, inputs, args.number, args.repeat)
+                row = {
+                    "model": name, "tasks": tasks, "budget": budget, "trials_per_task": per_task,
+                    "new_trials": artifact.tuning.trials_run, "compile_s": round(compile_s, 1),
+                    "nasc_ms": round(nasc_ms, 4), "onnxruntime_ms": round(ort_ms, 4),
+                    "ratio": round(nasc_ms / ort_ms, 2), "max_abs_err": artifact.parity.max_abs_err,
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print()
+    print(f"{'model':<12} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
+          f"{'ort ms':>8} {'nasc/ort':>8}")
+    for r in rows:
+        print(f"{r['model']:<12} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
+              f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f}")
+    print(f"\ncpu: {os.cpu_count()} cores; medians of {args.repeat} x {args.number} runs; ratio < 1: nasc faster")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A MetaSchedule builder that keeps its worker processes between batches.
+
+TVM's LocalBuilder starts a new process pool for every batch of candidates; each worker then
+imports TVM again (seconds per worker on a small machine), which dominates tuning with small
+batches. This builder keeps one pool and recycles each worker after a number of builds instead
+(the reason LocalBuilder restarts is a slow leak in long-lived workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
+from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+WORKER_RECYCLE_AFTER = 32
+
+
+@derived_object
+class PooledLocalBuilder(PyBuilder):
+    """LocalBuilder with a persistent, recycling worker pool."""
+
+    def __init__(self, *, max_workers: int, timeout_sec: float) -> None:
+        super().__init__()
+        self.max_workers = max_workers
+        self.timeout_sec = timeout_sec
+        self._pool: Any = None
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            self._pool = PopenPoolExecutor(
+                max_workers=self.max_workers,
+                timeout=self.timeout_sec,
+                maximum_process_uses=WORKER_RECYCLE_AFTER,
+            )
+        return self._pool
+
+    def build(self, build_inputs: list[Any]) -> list[BuilderResult]:
+        """Build each candidate in a worker; errors and timeouts become failed results."""
+        results: list[BuilderResult] = []
+        jobs = [(None, None, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+        for outcome in self._executor().map_with_error_catching(lambda job: _worker_func(*job), jobs):
+            if outcome.status == StatusKind.COMPLETE:
+                results.append(BuilderResult(outcome.value, None))
+            elif outcome.status == StatusKind.TIMEOUT:
+                results.append(BuilderResult(None, f"PooledLocalBuilder: timeout after {self.timeout_sec} s"))
+            else:
+                results.append(BuilderResult(None, f"PooledLocalBuilder: exception\n{outcome.value}"))
+        return results
+
+    def shutdown(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
