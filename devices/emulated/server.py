@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nasc.devices.server import RpcServerProcess, check_bind_host, stock_server_command
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from nasc.devices.server import RpcServerProcess, check_bind_host, stock_server_command
 from nasc.errors import DeviceUnreachable
 
 from .hostcheck import check_host, install_interpreter

@@ -22,15 +22,15 @@ import onnx
 import onnxruntime as ort
 import psutil
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from nasc.compiler.build import build_library
 from nasc.compiler.runtime import load_vm, run_vm
+from nasc.config import load_config
 from nasc.devices.emulated import cached_rootfs, ensure_rootfs, recipe_for
 from nasc.devices.emulated.rootfs import chroot_env
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import RpcServerProcess, free_port, tracker_command
-from onnx import TensorProto, helper, numpy_helper
-
-from nasc.config import load_config
 
 CROSS_HINT = "apt-get install -y g++-aarch64-linux-gnu"
 DEVICE = resolve_device("rpi4-emulated")

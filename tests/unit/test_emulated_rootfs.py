@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from nasc.devices.emulated import hostcheck, mirror, rootfs
 from nasc.devices.emulated.hostcheck import BinfmtHandler, ensure_binfmt, read_binfmt
 from nasc.devices.emulated.mirror import debian_mirror, read_apt_sources
@@ -25,7 +26,6 @@ from nasc.devices.emulated.recipe import (
 )
 from nasc.devices.emulated.rootfs import cached_rootfs, ensure_rootfs, mounts_under, rootfs_path
 from nasc.devices.emulated.server import emulated_server, server_command
-
 from nasc.errors import ConfigError, DeviceUnreachable, EmulationError, ToolMissing
 
 DEB822 = """\
