@@ -8,6 +8,7 @@ measuring: the module it returns is exactly the module the searched network cont
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .settings import OP_PATTERN
@@ -118,3 +119,63 @@ def build_block(sig: BlockSignature) -> nn.Module:
     if sig.op == "zero":
         return Layer(None, residual=True)
     raise ValueError(f"{sig.key()}: unknown block op {sig.op!r}; known: stem, mbconv, head, zero")
+
+
+class SharedMBConvWeights(nn.Module):
+    """The conv weights every MBConv candidate of one layer slices (superkernel, as in Single-Path NAS
+    and once-for-all): the k x k depthwise kernel is the centre of the largest one, an expansion e
+    uses the first cin*e hidden channels. Candidates keep their own batch norms."""
+
+    def __init__(self, cin: int, cout: int, max_kernel: int, max_expand: int) -> None:
+        super().__init__()
+        mid = cin * max_expand
+        self.expand = nn.Parameter(torch.empty(mid, cin, 1, 1))
+        self.depthwise = nn.Parameter(torch.empty(mid, 1, max_kernel, max_kernel))
+        self.project = nn.Parameter(torch.empty(cout, mid, 1, 1))
+        for weight in (self.expand, self.depthwise, self.project):
+            nn.init.kaiming_uniform_(weight, a=5**0.5)  # nn.Conv2d's default
+
+
+class SlicedMBConv(nn.Module):
+    """One MBConv candidate whose conv weights are slices of a SharedMBConvWeights."""
+
+    def __init__(self, shared: SharedMBConvWeights, cin: int, cout: int, kernel: int, expand: int, stride: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "shared", shared)  # owned (and saved) by the MixedOp, not by each candidate
+        self.kernel, self.expand_ratio, self.stride, self.cin = kernel, expand, stride, cin
+        mid = cin * expand
+        self.bn_expand = nn.BatchNorm2d(mid) if expand != 1 else None
+        self.bn_depthwise = nn.BatchNorm2d(mid)
+        self.bn_project = nn.BatchNorm2d(cout)
+
+    def weights(self) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(expand, depthwise, project) conv weights of this candidate."""
+        mid = self.cin * self.expand_ratio
+        big = self.shared.depthwise.shape[-1]
+        lo = (big - self.kernel) // 2
+        expand = self.shared.expand[:mid] if self.expand_ratio != 1 else None
+        depthwise = self.shared.depthwise[:mid, :, lo : lo + self.kernel, lo : lo + self.kernel]
+        return expand, depthwise, self.shared.project[:, :mid]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expand, depthwise, project = self.weights()
+        if expand is not None:
+            assert self.bn_expand is not None
+            x = F.relu6(self.bn_expand(F.conv2d(x, expand)))
+        x = F.relu6(self.bn_depthwise(F.conv2d(x, depthwise, stride=self.stride, padding=self.kernel // 2,
+                                                groups=depthwise.shape[0])))
+        return self.bn_project(F.conv2d(x, project))
+
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict of the equivalent plain MBConv (for the derived network)."""
+        expand, depthwise, project = self.weights()
+        state: dict[str, torch.Tensor] = {}
+        parts = [("expand", expand, self.bn_expand), ("depthwise", depthwise, self.bn_depthwise),
+                 ("project", project, self.bn_project)]
+        for name, weight, bn in parts:
+            if weight is None or bn is None:
+                continue
+            state[f"{name}.0.weight"] = weight.detach().clone()
+            for key, value in bn.state_dict().items():
+                state[f"{name}.1.{key}"] = value.clone()
+        return state

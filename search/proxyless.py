@@ -133,10 +133,10 @@ class _Search:
                 sort_keys=True,
             ).encode()
         ).hexdigest()
-        torch.manual_seed(self.settings.seed)
-        self.gen = torch.Generator().manual_seed(self.settings.seed + 1)
-        self.supernet = Supernet(self.space)
         s = self.settings
+        torch.manual_seed(s.seed)
+        self.gen = torch.Generator().manual_seed(s.seed + 1)
+        self.supernet = Supernet(self.space, share_weights=s.weight_sharing == "superkernel")
         self.weight_opt = torch.optim.SGD(
             self.supernet.weight_parameters(), lr=s.weight_lr, momentum=0.9, nesterov=True, weight_decay=s.weight_decay
         )

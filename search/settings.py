@@ -89,6 +89,7 @@ class SearchSettings:
     rl_baseline_decay: float = 0.9
     final_epochs: int = 20  # training of the derived network
     final_init: Literal["scratch", "inherit"] = "scratch"
+    weight_sharing: Literal["superkernel", "none"] = "superkernel"  # candidates of a layer slice one kernel
     space: SpaceSettings = field(default_factory=SpaceSettings)
 
     def __post_init__(self) -> None:

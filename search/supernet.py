@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .ops import make_op
+from .ops import SharedMBConvWeights, SlicedMBConv, Zero, make_op, parse_op
 from .space import ArchSpec, LayerSpec, Network, SearchSpace, build_head, build_stem
 
 Mode = Literal["single", "two", "all"]
@@ -25,12 +25,23 @@ Mode = Literal["single", "two", "all"]
 class MixedOp(nn.Module):
     """The candidate ops of one layer and its architecture parameters `alpha`."""
 
-    def __init__(self, layer: LayerSpec) -> None:
+    def __init__(self, layer: LayerSpec, share_weights: bool = True) -> None:
         super().__init__()
         self.names = layer.ops
-        self.candidates = nn.ModuleList(
-            make_op(op, layer.in_channels, layer.out_channels, layer.stride) for op in layer.ops
-        )
+        mbconv = [parse_op(op) for op in layer.ops if op != "zero"]
+        if share_weights and len(mbconv) > 1:
+            self.shared = SharedMBConvWeights(
+                layer.in_channels, layer.out_channels, max(k for k, _ in mbconv), max(e for _, e in mbconv)
+            )
+            self.candidates = nn.ModuleList(
+                Zero() if op == "zero"
+                else SlicedMBConv(self.shared, layer.in_channels, layer.out_channels, *parse_op(op), layer.stride)
+                for op in layer.ops
+            )
+        else:
+            self.candidates = nn.ModuleList(
+                make_op(op, layer.in_channels, layer.out_channels, layer.stride) for op in layer.ops
+            )
         self.alpha = nn.Parameter(torch.zeros(len(layer.ops)))
         self.mode: Mode = "single"
         self.active: list[int] = [0]  # paths that run in this step (two in mode "two")
@@ -107,9 +118,9 @@ class MixedOp(nn.Module):
 class SuperLayer(nn.Module):
     """A MixedOp plus the identity shortcut where the layer has one."""
 
-    def __init__(self, layer: LayerSpec) -> None:
+    def __init__(self, layer: LayerSpec, share_weights: bool = True) -> None:
         super().__init__()
-        self.mixed = MixedOp(layer)
+        self.mixed = MixedOp(layer, share_weights)
         self.residual = layer.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,13 +129,17 @@ class SuperLayer(nn.Module):
 
 
 class Supernet(nn.Module):
-    """Stem, one SuperLayer per searchable layer, head."""
+    """Stem, one SuperLayer per searchable layer, head.
 
-    def __init__(self, space: SearchSpace) -> None:
+    With `share_weights` (default) the MBConv candidates of a layer slice one superkernel
+    (SharedMBConvWeights); otherwise each candidate has its own weights, as in the paper.
+    """
+
+    def __init__(self, space: SearchSpace, share_weights: bool = True) -> None:
         super().__init__()
         self.space = space
         self.stem = build_stem(space)
-        self.layers = nn.ModuleList(SuperLayer(layer) for layer in space.layers())
+        self.layers = nn.ModuleList(SuperLayer(layer, share_weights) for layer in space.layers())
         self.head = build_head(space)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,4 +206,6 @@ def inherit_weights(net: Network, supernet: Supernet, arch: ArchSpec) -> None:
     for layer, super_layer, op in zip(net.layers, supernet.layers, arch.ops, strict=True):
         if op != "zero":
             mixed = super_layer.mixed
-            layer.op.load_state_dict(mixed.candidates[mixed.names.index(op)].state_dict())
+            chosen = mixed.candidates[mixed.names.index(op)]
+            state = chosen.plain_state_dict() if isinstance(chosen, SlicedMBConv) else chosen.state_dict()
+            layer.op.load_state_dict(state)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+
 from nasc.compiler.export import export_onnx
+from nasc.config import load_config
 from nasc.devices.predictor import load_predictor
 from nasc.search.data import load_data
 from nasc.search.outputs import load_trained
-
-from nasc.config import load_config
 
 PROJECT = """
 [search]

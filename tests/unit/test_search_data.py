@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nasc.search.data import count_classes, load_data
-from nasc.search.settings import DataSettings, SpaceSettings
 
 from nasc.errors import InputError
+from nasc.search.data import count_classes, load_data
+from nasc.search.settings import DataSettings, SpaceSettings
 
 RGB32 = SpaceSettings()
 GREY16 = SpaceSettings(resolution=16, in_channels=1)

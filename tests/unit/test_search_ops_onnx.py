@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from nasc.search.settings import DEFAULT_OPS
 from nasc.search.signature import BlockSignature
 from nasc.search.space import build_block, op_signature

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from nasc.search.settings import SpaceSettings, StageSettings
-from nasc.search.signature import BlockSignature
-from nasc.search.space import ArchSpec, SearchSpace, build, build_block
 
 from nasc.config import parse_config
 from nasc.errors import ConfigError
+from nasc.search.settings import SpaceSettings, StageSettings
+from nasc.search.signature import BlockSignature
+from nasc.search.space import ArchSpec, SearchSpace, build, build_block
 
 SPACE = SearchSpace(SpaceSettings(), num_classes=10)
 

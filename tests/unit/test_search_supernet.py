@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
+
 from nasc.search.settings import SpaceSettings, StageSettings
 from nasc.search.space import ArchSpec, SearchSpace, build
 from nasc.search.supernet import Supernet, inherit_weights
@@ -26,10 +27,10 @@ def _count_calls(net: Supernet) -> Counter[tuple[int, int]]:
     return calls
 
 
-@pytest.fixture()
-def net() -> Supernet:
+@pytest.fixture(params=[True, False], ids=["superkernel", "separate"])
+def net(request: pytest.FixtureRequest) -> Supernet:
     torch.manual_seed(0)
-    return Supernet(TINY)
+    return Supernet(TINY, share_weights=request.param)
 
 
 def test_single_mode_runs_exactly_the_sampled_path(net: Supernet) -> None:
@@ -130,3 +131,21 @@ def test_weight_and_arch_parameters_partition_the_supernet(net: Supernet) -> Non
     assert weights | arch == {id(p) for p in net.parameters()}
     assert len(arch) == len(TINY.layers())
     ArchSpec.uniform(TINY, "k3_e3")  # the tiny space is a valid space
+
+
+def test_superkernel_candidates_slice_one_weight_and_train_it_together() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY, share_weights=True)
+    mixed = net.mixed_ops()[0]
+    small, big = mixed.candidates[mixed.names.index("k3_e3")], mixed.candidates[mixed.names.index("k5_e6")]
+    _, dw_small, _ = small.weights()
+    _, dw_big, _ = big.weights()
+    torch.testing.assert_close(dw_small, dw_big[: dw_small.shape[0], :, 1:4, 1:4])  # the centre of the 5x5
+    assert dw_small.untyped_storage().data_ptr() == mixed.shared.depthwise.untyped_storage().data_ptr()  # a view
+    mixed.choose(mixed.names.index("k3_e3"))
+    for other in net.mixed_ops()[1:]:
+        other.choose(0)
+    net(torch.randn(2, 1, 8, 8)).sum().backward()
+    grad = mixed.shared.depthwise.grad
+    assert grad is not None and grad[:24, :, 1:4, 1:4].abs().sum() > 0  # k3_e3 trains the shared centre...
+    assert grad[24:].abs().sum() == 0 and grad[:, :, 0].abs().sum() == 0  # ...and nothing outside it
