@@ -214,4 +214,4 @@ def build(arch: ArchSpec) -> Network:
     return Network(build_stem(arch.space), layers, build_head(arch.space))
 
 
-__all__ = ["ArchSpec", "LayerSpec", "Network", "SearchSpace", "build", "build_block", "conv_bn"]
+__all__ = ["ArchSpec", "LayerSpec", "Network", "SearchSpace", "build", "build_block", "conv_bn", "op_signature"]
