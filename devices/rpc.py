@@ -37,6 +37,7 @@ class DeviceSession:
         self.remote = remote
         self.address = address
         self.device = device
+        self._loaded: dict[str, Any] = {}
 
     @property
     def dev(self) -> Any:
@@ -44,15 +45,22 @@ class DeviceSession:
         return self.remote.cpu(0)
 
     def load_library(self, path: str | Path) -> Any:
-        """Upload a compiled library and load it on the device; returns the remote runtime Module."""
+        """Upload a compiled library and load it on the device; returns the remote runtime Module.
+
+        A library already loaded in this session is returned as is: re-uploading over a file the
+        device has mapped would crash the session.
+        """
         path = Path(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         name = f"{digest}-{path.name}"
-        self.remote.upload(str(path), target=name)
-        return self.remote.load_module(name)
+        if name not in self._loaded:
+            self.remote.upload(str(path), target=name)
+            self._loaded[name] = self.remote.load_module(name)
+        return self._loaded[name]
 
     def close(self) -> None:
         """Drop the session (the server frees itself for the next client)."""
+        self._loaded.clear()
         self.remote = None
 
 
