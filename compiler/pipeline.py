@@ -66,7 +66,7 @@ def artifact_runner(device: DeviceSpec, library: Path, cache_dir: Path) -> Itera
     with open_session(device, cache_dir) as session:
         module = session.load_library(library)
         vm = load_vm(module, session.dev)
-        where = f"{device.name} via {session.address}" + (" (EMULATED)" if device.emulated else "")
+        where = session.address + (" (EMULATED)" if device.emulated and "EMULATED" not in session.address else "")
         yield (lambda inputs: run_vm(vm, inputs, session.dev)), where
 
 
