@@ -78,7 +78,8 @@ class YmodemSender:
     """Sends one file as a YMODEM batch to a waiting receiver (rb --ymodem, U-Boot loady)."""
 
     def __init__(self, port: Port, where: str = "the serial port", progress: Progress | None = None,
-                 start_timeout_s: float = 60.0, block_timeout_s: float = 10.0) -> None:
+                 start_timeout_s: float = 60.0, block_timeout_s: float = 10.0, block_gap_s: float = 0.002) -> None:
+        self.block_gap_s = block_gap_s
         self.line = _Line(port, where)
         self.where = where
         self.progress = progress or (lambda done, total: None)
@@ -103,6 +104,9 @@ class YmodemSender:
 
     def _send_block(self, block: bytes, what: str) -> None:
         for attempt in range(MAX_RETRIES):
+            # Receivers such as lrzsz's rb flush their input right after sending ACK: a block that
+            # arrives within that instant is lost and costs the receiver's timeout (seconds). Wait a beat.
+            time.sleep(self.block_gap_s)
             self.line.write(block)
             try:
                 reply = self._wait_for({ACK, NAK}, self.block_timeout_s, f"answer to {what}")
