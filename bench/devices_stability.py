@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from nasc.compiler.build import build_library
 from nasc.compiler.onnx_model import io_specs, load_onnx
 from nasc.compiler.verify import random_inputs

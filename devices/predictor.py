@@ -1,6 +1,6 @@
 """LatencyPredictor from the latency table: sum of measured blocks, corrected by a fitted line.
 
-``network_ms = scale * sum(block_ms) + overhead_ms``; the line is fitted by least squares on
+``network_ms = scale * sum(block_ms) + overhead_ms``; the line is fitted robustly (Theil-Sen) on
 end-to-end measurements of whole networks on the same device (fusion across block boundaries and
 the VM's per-call cost are what the sum misses). Its error is reported from held-out networks.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nasc.search.signature import BlockSignature
 
 from nasc.errors import InputError, SearchError
+from nasc.search.signature import BlockSignature
 
 from .latency_table import LatencyTable
 from .oracle import write_json_atomic
@@ -57,15 +57,24 @@ def error_stats(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> 
 
 
 def fit_line(sum_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
-    """Least-squares ``measured = scale * sum + overhead`` (overhead only, scale 1, below 3 samples)."""
+    """Robust ``measured = scale * sum + overhead`` (Theil-Sen: median pairwise slope, median intercept).
+
+    Robust because a busy host inflates some end-to-end measurements as a whole (their spread stays
+    low, so they are not flagged); least squares would let those few pull the line. Below 3 samples,
+    or with no spread in the sums: overhead only, scale 1.
+    """
     x = np.asarray(sum_ms, dtype=np.float64)
     y = np.asarray(measured_ms, dtype=np.float64)
     if x.size == 0:
         return 1.0, 0.0
     if x.size < 3 or np.ptp(x) == 0:
-        return 1.0, float(np.mean(y - x))
-    scale, overhead = np.polyfit(x, y, 1)
-    return float(scale), float(overhead)
+        return 1.0, float(np.median(y - x))
+    i, j = np.triu_indices(x.size, 1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    scale = float(np.median((y[j] - y[i])[ok] / dx[ok]))
+    overhead = float(np.median(y - scale * x))
+    return scale, overhead
 
 
 def cross_validated_fit(
