@@ -74,13 +74,18 @@ def flash_command(ctx: click.Context, bundle: Path, port: str, baud: int | None,
     config = get_config(ctx)
     columns = (TextColumn("[bold cyan]  flash[/]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("send", total=None)
+    progress = Progress(*columns, console=console, transient=False)
+    task = progress.add_task("send", total=None)
 
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def report(done: int, total: int) -> None:
+        if not progress.live.is_started:  # the bar appears once the bundle is verified and the port is open
+            progress.start()
+        progress.update(task, completed=done, total=total)
 
+    try:
         result = flash(bundle, port, baud, protocol, config.package, report)  # type: ignore[arg-type]
+    finally:
+        progress.stop()
     resumed = f", resumed at byte {result.resumed_from_bytes}" if result.resumed_from_bytes else ""
     check = (f"sha256 {result.sha256[:16]} confirmed by the receiver{resumed}" if result.protocol == "nasc"
              else "YMODEM checks blocks only: run nasc verify (or sha256sum) on the board")
