@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from firmware_testlib import write_compile_dir
-from nasc.firmware_bridge.flash import send_file
 from nasc.firmware_bridge.package import package
-from nasc.firmware_bridge.settings import PackageSettings
+from nasc.firmware_bridge.port import open_port
+from nasc.firmware_bridge.ymodem import YmodemSender
 
 INSTALL_HINT = "needs socat and lrzsz: apt-get install -y lrzsz socat"
 
@@ -49,17 +49,19 @@ def test_rb_receives_from_nasc_byte_identical(pty_pair: tuple[str, str], tmp_pat
     payload.write_bytes(os.urandom(70_001))  # not a multiple of the block size: padding must be cut
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    rb = _lrzsz(["rb", "--ymodem"], theirs, inbox)
-    try:
-        result = send_file(payload, ours, 115200, "ymodem", PackageSettings())
-        rb_code = rb.wait(30)
-        assert rb_code == 0, rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
-    finally:
-        if rb.poll() is None:
-            rb.kill()
-            rb.wait()
+    # Opening a port flushes its input, so rb starts after the sender has the port (else its first 'C'
+    # is lost and rb asks again only 10 s later).
+    with open_port(ours, 115200) as port:
+        rb = _lrzsz(["rb", "--ymodem"], theirs, inbox)
+        try:
+            YmodemSender(port).send(payload)
+            rb_code = rb.wait(30)
+            assert rb_code == 0, rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+        finally:
+            if rb.poll() is None:
+                rb.kill()
+                rb.wait()
     assert (inbox / "payload.bin").read_bytes() == payload.read_bytes()
-    assert result.protocol == "ymodem" and result.size_bytes == 70_001
 
 
 def test_nasc_flash_ymodem_to_rb_delivers_the_bundle(pty_pair: tuple[str, str], tmp_path: Path) -> None:
@@ -67,18 +69,22 @@ def test_nasc_flash_ymodem_to_rb_delivers_the_bundle(pty_pair: tuple[str, str], 
     bundle = Path(package(write_compile_dir(tmp_path / "c", os.urandom(5000)), tmp_path / "model-local.tar.gz").bundle)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
+    flash = subprocess.Popen([sys.executable, "-m", "nasc", "flash", str(bundle), "--port", ours, "--protocol",
+                              "ymodem", "--baud", "115200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # let nasc open the port first (see above); if it is late, rb's next 'C' comes 10 s later
     rb = _lrzsz(["rb", "--ymodem"], theirs, inbox)
     try:
-        flashed = subprocess.run([sys.executable, "-m", "nasc", "flash", str(bundle), "--port", ours, "--protocol",
-                                  "ymodem", "--baud", "115200"], capture_output=True, text=True, timeout=90)
+        stdout, stderr = flash.communicate(timeout=90)
+        flashed = subprocess.CompletedProcess(flash.args, flash.returncode, stdout, stderr)
         rb_code = rb.wait(30)
         rb_err = rb.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
         assert flashed.returncode == 0, flashed.stdout + flashed.stderr + rb_err
         assert rb_code == 0, rb_err
     finally:
-        if rb.poll() is None:
-            rb.kill()
-            rb.wait()
+        for proc in (rb, flash):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert (inbox / bundle.name).read_bytes() == bundle.read_bytes()
     assert "(ymodem)" in flashed.stdout, flashed.stdout
 
@@ -113,8 +119,7 @@ def test_ymodem_recovers_from_a_damaged_line(tmp_path: Path) -> None:
     import json
     import threading
 
-    from nasc.firmware_bridge.port import open_port
-    from nasc.firmware_bridge.ymodem import YmodemReceiver, YmodemSender
+    from nasc.firmware_bridge.ymodem import YmodemReceiver
 
     relay_script = Path(__file__).resolve().parents[1] / "firmware_relay.py"
     stats = tmp_path / "relay.json"
