@@ -16,6 +16,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from nasc.errors import BundleCorrupt, InputError
 
@@ -132,6 +133,11 @@ class VerifyReport:
     manifest: BundleManifest
     files_checked: int
     bytes_checked: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"bundle": self.bundle, "manifest": self.manifest.to_dict(), "files_checked": self.files_checked,
+                "bytes_checked": self.bytes_checked}
 
 
 def verify_bundle(bundle: Path, max_member_bytes: int = 1 << 30) -> VerifyReport:

@@ -240,11 +240,12 @@ def default_bundle_path(from_dir: Path) -> Path:
     return Path(f"model-{name or 'device'}.tar.gz")
 
 
-def package(from_dir: Path, output: Path, settings: PackageSettings | None = None) -> PackageResult:
-    """Bundle the compile output in `from_dir` into `output` (tar.gz), then verify what was written."""
+def package(from_dir: Path, output: Path | None = None, settings: PackageSettings | None = None) -> PackageResult:
+    """Bundle the compile output in `from_dir` into `output` (default: ./model-<device>.tar.gz), then verify it."""
     settings = settings or PackageSettings()
     if not from_dir.is_dir():
         raise InputError(f"{from_dir}: no such folder; give the -o folder of nasc compile")
+    output = output or default_bundle_path(from_dir)
     manifest, members = build_manifest_members(from_dir, settings)
     write_bundle(members, output)
     try:

@@ -20,10 +20,10 @@ from nasc.cli import console, get_config, handles_errors, main, out
 @handles_errors
 def package_command(ctx: click.Context, from_dir: Path, output: Path | None) -> None:
     """Make a verified, deterministic bundle (tar.gz) from a compile output folder."""
-    from nasc.firmware_bridge.package import default_bundle_path, package
+    from nasc.firmware_bridge.package import package
 
     config = get_config(ctx)
-    result = package(from_dir, output or default_bundle_path(from_dir), config.package)
+    result = package(from_dir, output, config.package)
     manifest = result.manifest
     table = Table(title=f"bundle {result.bundle}", show_header=False, title_justify="left")
     table.add_row("sha256", result.sha256)
