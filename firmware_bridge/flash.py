@@ -6,7 +6,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from .bundle import verify_bundle
+from .bundle import file_sha256, verify_bundle
 from .port import open_port
 from .sender import NascSender, Progress, SenderSettings, TransferResult
 from .settings import PackageSettings, Protocol
@@ -29,8 +29,6 @@ def send_file(path: Path, port_name: str, baud: int, protocol: Protocol, setting
             sender = YmodemSender(port, where, progress)
             resent = sender.send(path, name)
             size = path.stat().st_size
-            from .bundle import file_sha256
-
             return TransferResult(name or path.name, size, file_sha256(path), "ymodem", time.monotonic() - start,
                                   frames_resent=resent)
         return NascSender(port, sender_settings(settings), progress, where).send(path, name)
