@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nasc.errors import BundleCorrupt, InputError
+from nasc.fsutil import atomic_output
+from nasc.fsutil import sha256_file as file_sha256
 
 from .manifest import MANIFEST_NAME, BundleManifest, check_member_path
 
@@ -58,41 +60,26 @@ def sha256_of(reader: io.BufferedIOBase | io.BytesIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file."""
-    with open(path, "rb") as f:
-        return sha256_of(f)[0]
-
-
 def write_bundle(members: list[Member], output: Path) -> None:
     """Write `members` as a deterministic tar.gz at `output`, atomically (temp file + rename)."""
     names = [m.path for m in members]
     if len(set(names)) != len(names):
         raise ValueError("duplicate member names")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with (
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
-            ):
-                for member in sorted(members, key=lambda m: m.path):
-                    info = tarfile.TarInfo(member.path)
-                    info.size = member.size()
-                    info.mtime = FIXED_MTIME
-                    info.mode = 0o644
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    info.type = tarfile.REGTYPE
-                    with member.open() as reader:
-                        tar.addfile(info, reader)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp_name, output)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(output) as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
+        for member in sorted(members, key=lambda m: m.path):
+            info = tarfile.TarInfo(member.path)
+            info.size = member.size()
+            info.mtime = FIXED_MTIME
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.type = tarfile.REGTYPE
+            with member.open() as reader:
+                tar.addfile(info, reader)
 
 
 def _open_tar(bundle: Path) -> tarfile.TarFile:

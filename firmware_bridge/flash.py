@@ -6,7 +6,9 @@ import contextlib
 import time
 from pathlib import Path
 
-from .bundle import file_sha256, verify_bundle
+from nasc.fsutil import sha256_file as file_sha256
+
+from .bundle import verify_bundle
 from .port import open_port
 from .sender import NascSender, Progress, SenderSettings, TransferResult
 from .settings import PackageSettings, Protocol

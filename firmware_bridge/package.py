@@ -10,8 +10,9 @@ from typing import Any
 
 from nasc import __version__
 from nasc.errors import BundleCorrupt, InputError
+from nasc.fsutil import sha256_file as file_sha256
 
-from .bundle import Member, file_sha256, sha256_of, verify_bundle, write_bundle
+from .bundle import Member, sha256_of, verify_bundle, write_bundle
 from .header import DLPACK_TYPES, render_header
 from .manifest import (
     SCHEMA,
