@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nasc.search.signature import BlockSignature
 
 from nasc.errors import CompileError
+from nasc.search.signature import BlockSignature
 
 from .spec import DeviceSpec
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nasc.search.signature import BlockSignature
 
 from nasc.config import Config
 from nasc.errors import MeasurementError
+from nasc.search.signature import BlockSignature
 
 from .blockbuild import BlockCompiler
 from .latency_table import LatencyTable
@@ -80,6 +80,7 @@ def random_archs(space: Any, count: int, seed: int = 0) -> list[Any]:
 
 def _export_network(arch: Any, cache_dir: Path, seed: int) -> Path:
     import torch
+
     from nasc.compiler.export import export_onnx
     from nasc.search.space import build
 

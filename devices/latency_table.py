@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasc.search.signature import BlockSignature
-
 from nasc.errors import InputError, MeasurementError
+from nasc.search.signature import BlockSignature
 
 from .oracle import Measurement
 from .spec import DeviceSpec

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nasc.search.signature import BlockSignature
 
 from nasc.config import Config
 from nasc.errors import NascError
+from nasc.search.signature import BlockSignature
 
 from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
 from .latency_table import LatencyEntry, LatencyKey, LatencyTable, tvm_version

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner
+
 from nasc.devices.blockbuild import BlockCompiler, export_block
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.lut import build_table
@@ -28,10 +29,9 @@ from nasc.devices.server import RpcServerProcess, free_port, stock_server_comman
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import Connection, DeviceSpec
 from nasc.devices.tracker import tracker_summary, wait_for_servers
+from nasc.errors import DeviceUnreachable
 from nasc.search.signature import BlockSignature
 from nasc.search.space import build_block
-
-from nasc.errors import DeviceUnreachable
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = MeasureSettings(warmup=1, number=5, repeat=10, remeasure=1, connect_timeout_s=30, retries=3,
@@ -84,9 +84,8 @@ def _our_rpc_processes() -> list[psutil.Process]:
 
 
 def test_measure_a_model_on_local(tmp_path: Path) -> None:
-    from nasc.devices.measure import measure_model
-
     from nasc.config import parse_config
+    from nasc.devices.measure import measure_model
 
     config = parse_config(
         f'[project]\noutput_dir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n'

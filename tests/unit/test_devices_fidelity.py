@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from nasc.devices.fidelity import evaluate, random_archs
 from nasc.devices.oracle import Measurement
 from nasc.devices.predictor import TablePredictor

@@ -7,12 +7,12 @@ import sqlite3
 import threading
 
 import pytest
+
 from nasc.devices.latency_table import LatencyKey, LatencyTable, tvm_version
 from nasc.devices.oracle import Measurement
 from nasc.devices.registry import resolve_device
-from nasc.search.signature import BlockSignature
-
 from nasc.errors import InputError, MeasurementError
+from nasc.search.signature import BlockSignature
 
 BLOCK = BlockSignature("mbconv", 16, 24, 16, kernel=5, expand=6, stride=2)
 

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+
 from nasc.devices.oracle import Measurement, measure_vm, stats_ms, write_json_atomic
 from nasc.devices.settings import MeasureSettings
-
 from nasc.errors import MeasurementError
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from nasc.devices.latency_table import LatencyKey, LatencyTable
 from nasc.devices.oracle import Measurement
 from nasc.devices.predictor import (
@@ -16,10 +17,9 @@ from nasc.devices.predictor import (
     save_fit,
 )
 from nasc.devices.registry import resolve_device
+from nasc.errors import SearchError
 from nasc.search.latency import LatencyPredictor
 from nasc.search.signature import BlockSignature
-
-from nasc.errors import SearchError
 
 A = BlockSignature("mbconv", 16, 16, 8, kernel=3, expand=3, idskip=True)
 B = BlockSignature("mbconv", 16, 24, 8, kernel=5, expand=6, stride=2)

@@ -8,8 +8,8 @@ import time
 
 import psutil
 import pytest
-from nasc.devices.server import RpcServerProcess, check_bind_host, free_port, is_loopback
 
+from nasc.devices.server import RpcServerProcess, check_bind_host, free_port, is_loopback
 from nasc.errors import DeviceUnreachable
 
 # Prints the stock server's "bind to" line, forks a grandchild that ignores SIGTERM, then sleeps.
