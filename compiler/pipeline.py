@@ -20,7 +20,6 @@ import onnx
 from nasc import __version__
 from nasc.config import CompileSettings
 from nasc.devices.spec import DeviceSpec
-from nasc.errors import CompileError
 from nasc.fsutil import sha256_file, write_json_atomic
 
 from .artifact import COMPILE_JSON, LIBRARY_NAME, ONNX_NAME, CompiledArtifact
@@ -70,15 +69,17 @@ def artifact_runner(device: DeviceSpec, library: Path, cache_dir: Path) -> Itera
         yield (lambda inputs: run_vm(vm, inputs, session.dev)), where
 
 
-def _tune(mod, target, device: DeviceSpec, settings: CompileSettings, database_dir: Path,
+def _tune(mod, target, device: DeviceSpec, settings: CompileSettings, database_dir: Path, cache_dir: Path,
           reporter: CompileReporter) -> TuningSummary:
     if settings.trials == 0:
-        return TuningSummary(database_dir=str(database_dir), trials_per_task=0)
+        return TuningSummary(database_dir=str(database_dir), trials_per_task=0, emulated=device.emulated)
     if not runs_on_host(device):
-        raise CompileError(
-            f"tuning for device '{device.name}' measures candidates on the device itself, which this "
-            "version supports only for the host CPU ('local'); compile with --trials 0 for now"
-        )
+        from .remote_tuning import tune_on_device
+
+        label = " (EMULATED timings)" if device.emulated else ""
+        reporter.stage("tune", f"{settings.trials} trials per task, measured on {device.name} over RPC{label}")
+        return tune_on_device(lower_for_tuning(mod, target), target, device, database_dir, settings, cache_dir,
+                              reporter)
     reporter.stage("tune", f"{settings.trials} trials per task")
     return tune_module(
         lower_for_tuning(mod, target), target, database_dir, settings.trials,
@@ -111,9 +112,9 @@ def compile_onnx(
     mod = import_onnx(model, str(source))
     target = tvm_target(device)
     library_linker(device)  # a missing cross compiler fails now, not after tuning
-    database_dir = database_dir_for(cache, target)
+    database_dir = database_dir_for(cache, target, device)
 
-    tuning = _tune(mod, target, device, settings, database_dir, reporter)
+    tuning = _tune(mod, target, device, settings, database_dir, cache, reporter)
     reporter.stage("build", f"for {device.name}")
     executable, applied = compile_module(mod, device, open_database(database_dir))
     tuning = dataclasses.replace(tuning, records_applied=applied)

@@ -4,10 +4,16 @@ TVM's LocalBuilder starts a new process pool for every batch of candidates; each
 imports TVM again (seconds per worker on a small machine), which dominates tuning with small
 batches. This builder keeps one pool and recycles each worker after a number of builds instead
 (the reason LocalBuilder restarts is a slow leak in long-lived workers).
+
+``f_export`` replaces TVM's default export (a .tar the runner's side links with its own g++): for a
+device reached over RPC, remote_tuning.CrossExport links a .so with the device's cross compiler.
+It runs in the worker processes, so it must be picklable and importable there (a module-level
+function or an instance of a module-level class; not a lambda or a closure over local state).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tvm.ir.utils import derived_object
@@ -22,10 +28,11 @@ WORKER_RECYCLE_AFTER = 32
 class PooledLocalBuilder(PyBuilder):
     """LocalBuilder with a persistent, recycling worker pool."""
 
-    def __init__(self, *, max_workers: int, timeout_sec: float) -> None:
+    def __init__(self, *, max_workers: int, timeout_sec: float, f_export: Callable[[Any], str] | None = None) -> None:
         super().__init__()
         self.max_workers = max_workers
         self.timeout_sec = timeout_sec
+        self.f_export = f_export
         self._pool: Any = None
 
     def _executor(self) -> Any:
@@ -40,7 +47,7 @@ class PooledLocalBuilder(PyBuilder):
     def build(self, build_inputs: list[Any]) -> list[BuilderResult]:
         """Build each candidate in a worker; errors and timeouts become failed results."""
         results: list[BuilderResult] = []
-        jobs = [(None, None, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+        jobs = [(None, self.f_export, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
         for outcome in self._executor().map_with_error_catching(lambda job: _worker_func(*job), jobs):
             if outcome.status == StatusKind.COMPLETE:
                 results.append(BuilderResult(outcome.value, None))

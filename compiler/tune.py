@@ -12,15 +12,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 from nasc.fsutil import atomic_copy, write_json_atomic
 
@@ -80,6 +82,8 @@ class TuningSummary:
     seconds: float = 0.0
     tasks: tuple[TaskTuning, ...] = field(default_factory=tuple)
     records_applied: int = 0
+    measured_on: str = ""  # where this run's candidates were timed ("" when nothing was measured)
+    emulated: bool = False  # True when the records were timed on an emulated board (not hardware latency)
 
     @property
     def tasks_tuned(self) -> int:
@@ -102,6 +106,8 @@ class TuningSummary:
             "tasks_tuned": self.tasks_tuned,
             "tasks_reused": self.tasks_reused,
             "records_applied": self.records_applied,
+            "measured_on": self.measured_on,
+            "emulated": self.emulated,
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -115,6 +121,8 @@ class TuningSummary:
             seconds=float(data.get("seconds", 0.0)),
             tasks=tuple(TaskTuning.from_dict(t) for t in data.get("tasks", [])),
             records_applied=int(data.get("records_applied", 0)),
+            measured_on=str(data.get("measured_on", "")),
+            emulated=bool(data.get("emulated", False)),
         )
 
 
@@ -126,17 +134,37 @@ def population_size(trials_per_task: int) -> int:
     return max(64, min(512, 16 * trials_per_task))
 
 
-def database_dir_for(cache_dir: Path, target: Any) -> Path:
-    """The tuning database folder for one target and TVM version."""
+def measured_on_host(device: DeviceSpec | None) -> bool:
+    """True when tuning for `device` times candidates on this host's CPU (None: the host)."""
+    return device is None or (device.connection.kind == "local" and not device.is_cross)
+
+
+def database_key(target: Any, device: DeviceSpec | None = None) -> dict[str, Any]:
+    """What a tuning database is keyed by: target and TVM version, and for a device measured over RPC
+    also its fingerprint and `emulated` flag (records timed under emulation never mix with a board's)."""
     import tvm
 
     from .target import target_dict
 
-    attrs = target_dict(target)
-    payload = json.dumps({"target": attrs, "tvm": tvm.__version__}, sort_keys=True)
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    label = "-".join(str(attrs.get(k)) for k in ("kind", "mcpu") if attrs.get(k)) or "target"
-    return cache_dir / "tuning" / f"{label}-{digest}"
+    key: dict[str, Any] = {"target": target_dict(target), "tvm": tvm.__version__}
+    if not measured_on_host(device):
+        assert device is not None
+        key["measured_on"] = {"device": device.fingerprint(), "emulated": device.emulated}
+    return key
+
+
+def database_dir_for(cache_dir: Path, target: Any, device: DeviceSpec | None = None) -> Path:
+    """The tuning database folder for one target and TVM version (and device, when not the host)."""
+    key = database_key(target, device)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    attrs = key["target"]
+    parts = [str(attrs.get(k)) for k in ("kind", "mcpu") if attrs.get(k)] or ["target"]
+    if not measured_on_host(device):
+        assert device is not None
+        parts.append(re.sub(r"[^A-Za-z0-9_.-]+", "_", device.name))
+        if device.emulated and "emulated" not in device.name:
+            parts.append("emulated")
+    return cache_dir / "tuning" / f"{'-'.join(parts)}-{digest}"
 
 
 @contextmanager
@@ -162,6 +190,11 @@ class _DropLevelHint(logging.Filter):
         return not str(record.msg).startswith("Logging level set to")
 
 
+def _error_tail(error: str | None, lines: int = 12) -> str:
+    text = (error or "(none reported)").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
 def _workload_hash(mod: Any) -> str:
     from tvm_ffi import structural_hash
 
@@ -177,6 +210,8 @@ class _Tally:
         self.trials: dict[int, int] = {}
         self.best_secs: dict[int, float] = {}
         self.weights: dict[int, int] = {}
+        self.measured = 0  # candidates with a valid timing
+        self.first_error: str | None = None
 
     def callback(self, task_ids: list[int], weights: list[int]):
         """A MeasureCallback for one tune_tasks call whose local task ids map to `task_ids`."""
@@ -194,16 +229,38 @@ class _Tally:
                 task = task_ids[int(task_id)]
                 tally.done += len(candidates)
                 tally.trials[task] = tally.trials.get(task, 0) + len(candidates)
-                for result in runner_results:
-                    if result.error_msg is None and result.run_secs:
+                for built, result in zip(builder_results, runner_results, strict=False):
+                    error = built.error_msg or result.error_msg
+                    if error is None and result.run_secs:
+                        tally.measured += 1
                         secs = float(np.mean([float(s) for s in result.run_secs]))
                         if 0 < secs < tally.best_secs.get(task, float("inf")):
                             tally.best_secs[task] = secs
+                    elif tally.first_error is None:
+                        tally.first_error = str(error or "no timing returned")
                 if tally.reporter is not None:
                     estimate = sum(tally.best_secs[t] * tally.weights[t] for t in tally.best_secs) * 1e3
                     tally.reporter.tuning_progress(tally.done, estimate if tally.best_secs else None)
 
         return Progress()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Where tuning candidates are timed: a MetaSchedule runner and the export its builder must use."""
+
+    runner: Any
+    f_export: Any = None  # None: TVM's default export (fine for this host)
+    where: str = "this host"
+    emulated: bool = False
+
+
+@contextmanager
+def host_measurement() -> Iterator[Measurement]:
+    """Candidates timed on this host's CPU (MetaSchedule's LocalRunner)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    yield Measurement(ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S))
 
 
 def tune_module(
@@ -215,11 +272,14 @@ def tune_module(
     trials_per_iteration: int = 16,
     seed: int = 0,
     reporter: TuningReporter | None = None,
+    measurement: Callable[[], AbstractContextManager[Measurement]] | None = None,
 ) -> TuningSummary:
     """Tune every task of `mod` (already lowered by build.lower_for_tuning) up to `trials_per_task`.
 
     Tasks already tuned to that budget in `database_dir` get no trials. New records are merged
     into the database atomically once tuning succeeds; a failure leaves the database as it was.
+    `measurement` opens where candidates are timed, only when some task needs trials (default:
+    :func:`host_measurement`; remote_tuning times them on a device over RPC).
     """
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
@@ -236,8 +296,11 @@ def tune_module(
         needs = [max(0, trials_per_task - budget.get(h, 0)) for h in hashes]
         tally = _Tally(reporter)
         todo = [i for i, n in enumerate(needs) if n > 0]
+        where, emulated = "", False
         if todo:
-            with tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
+            with (measurement or host_measurement)() as measure, \
+                    tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
+                where, emulated = measure.where, measure.emulated
                 work_dir = Path(work)
                 for name in (WORKLOAD_FILE, RECORD_FILE):
                     if (database_dir / name).exists():
@@ -246,8 +309,8 @@ def tune_module(
                 workers = max(1, (os.cpu_count() or 1))
                 # Generous timeouts: a busy 2-core machine takes far longer than TVM's 30 s defaults to
                 # start a worker and build, and a timed-out candidate is a wasted trial.
-                builder = PooledLocalBuilder(max_workers=workers, timeout_sec=BUILD_TIMEOUT_S)
-                runner = ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S)
+                builder = PooledLocalBuilder(max_workers=workers, timeout_sec=BUILD_TIMEOUT_S,
+                                             f_export=measure.f_export)
                 if reporter is not None:
                     reporter.tuning_started(sum(needs[i] for i in todo), len(todo))
                 # One tune_tasks call per distinct remaining budget (usually one).
@@ -268,13 +331,19 @@ def tune_module(
                             num_trials_per_iter=min(trials_per_iteration, need),
                             database=database,
                             builder=builder,
-                            runner=runner,
+                            runner=measure.runner,
                             measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
                         )
                     except Exception as exc:
                         raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
                     finally:
                         builder.shutdown()
+                if tally.done and not tally.measured:
+                    # Nothing is recorded: a budget spent on failures would never be tuned again.
+                    raise CompileError(
+                        f"MetaSchedule tuning measured none of {tally.done} candidates on {measure.where}; "
+                        f"the first error:\n{_error_tail(tally.first_error)}"
+                    )
                 for name in (WORKLOAD_FILE, RECORD_FILE):
                     if (work_dir / name).exists():
                         atomic_copy(work_dir / name, database_dir / name)
@@ -298,6 +367,8 @@ def tune_module(
         trials_run=tally.done if todo else 0,
         seconds=time.perf_counter() - started,
         tasks=tasks,
+        measured_on=where,
+        emulated=emulated,
     )
 
 
