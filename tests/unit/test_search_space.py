@@ -102,3 +102,14 @@ def test_space_from_settings_tables() -> None:
     assert space.settings.stages == (StageSettings(8, 3, 2),)
     assert [layer.in_size for layer in space.layers()] == [8, 4, 4]
     assert space.head_signature() == BlockSignature("head", 8, 4, 4, expand=4)
+
+
+def test_search_result_round_trips_through_json() -> None:
+    from nasc.search.outputs import SearchResult
+
+    result = SearchResult(
+        arch=ArchSpec.uniform(SPACE, "k5_e3"), predicted_ms=0.061, block_sum_ms=0.058, expected_ms=0.0605,
+        budget_ms=0.06, meets_budget=False, test_accuracy=0.97, valid_accuracy=0.96, arch_algo="grad", seed=3,
+        out_dir="out/search", preprocessing={"mean": [0.1], "std": [0.3]},
+    )
+    assert SearchResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
