@@ -4,8 +4,8 @@
   server under the device's key for every candidate.
 - ``emulated`` devices: nasc starts a tracker on 127.0.0.1 and the emulated board's stock server
   registered under a key, then takes the same RPCRunner path. Timings are emulation timings.
-- ``rpc`` devices (one server, no tracker): refused with the commands that set up a tracker,
-  because RPCRunner only speaks to a tracker and a running server cannot be made to register.
+- ``rpc`` devices (one server, no tracker): the same RPCRunner with its supported ``f_create_session``
+  hook set to connect to that server directly (one candidate at a time: a server serves one session).
 
 Candidates are built here and exported as a shared library linked by the device's cross compiler
 (TVM's default export is a .tar the device would have to link with its own g++).
@@ -84,9 +84,27 @@ class TrackerSessionOpener:
 
 
 @dataclass(frozen=True)
-class TrackerEndpoint:
-    """Where candidates are measured: a tracker, a key with `servers` servers under it."""
+class ServerSessionOpener:
+    """MetaSchedule ``f_create_session`` for a single server (rpc://HOST:PORT): connects to it directly.
 
+    RPCConfig insists on tracker fields; for this opener they only carry the session timeout.
+    """
+
+    host: str
+    port: int
+
+    def __call__(self, rpc_config: Any) -> Any:
+        """Open a session to the server (waits while it serves another client)."""
+        from tvm import rpc
+
+        return rpc.connect(self.host, self.port, session_timeout=rpc_config.session_timeout_sec)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where candidates are measured: a tracker key with `servers` servers, or one server (kind 'rpc')."""
+
+    kind: str  # "tracker" or "rpc"
     host: str
     port: int
     key: str
@@ -96,24 +114,14 @@ class TrackerEndpoint:
     @property
     def label(self) -> str:
         """For messages and the tuning summary (EMULATED where it is)."""
-        where = f"tracker {self.host}:{self.port} key '{self.key}' ({self.servers} server(s))"
+        if self.kind == "rpc":
+            where = f"server {self.host}:{self.port}"
+        else:
+            where = f"tracker {self.host}:{self.port} key '{self.key}' ({self.servers} server(s))"
         return where + (" EMULATED" if self.emulated else "")
 
 
-def rpc_tuning_error(device: DeviceSpec) -> CompileError:
-    """The error for tuning on a bare rpc://HOST:PORT device, with the commands that fix it."""
-    conn = device.connection
-    return CompileError(
-        f"tuning for device '{device.name}' ({conn.to_url()}) needs an RPC tracker: MetaSchedule's RPCRunner "
-        "asks a tracker for a server for every candidate, and a server started without --tracker cannot "
-        "register with one. Start a tracker (`python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port 9190`), "
-        f"restart the device's server with `--tracker TRACKER_HOST:9190 --key {device.name}`, and set the "
-        f"device's connection to 'tracker://TRACKER_HOST:9190/{device.name}' in build.toml; or compile with "
-        "--trials 0"
-    )
-
-
-def _check_tracker(device: DeviceSpec, wait_s: float) -> TrackerEndpoint:
+def _check_tracker(device: DeviceSpec, wait_s: float) -> Endpoint:
     from nasc.devices.tracker import tracker_summary, wait_for_servers
 
     conn = device.connection
@@ -123,11 +131,25 @@ def _check_tracker(device: DeviceSpec, wait_s: float) -> TrackerEndpoint:
             summary = wait_for_servers(conn.host, conn.port, conn.key, 1, timeout_s=wait_s)
     except DeviceUnreachable as exc:
         raise DeviceUnreachable(f"cannot tune for device '{device.name}': {exc}") from None
-    return TrackerEndpoint(conn.host, conn.port, conn.key, summary.key(conn.key).servers, device.emulated)
+    return Endpoint("tracker", conn.host, conn.port, conn.key, summary.key(conn.key).servers, device.emulated)
+
+
+def _check_server(device: DeviceSpec, cache_dir: Path) -> Endpoint:
+    """One real session to the rpc://HOST:PORT server (so a wrong address fails before tuning starts)."""
+    from nasc.devices.rpc import open_session
+    from nasc.devices.settings import MeasureSettings
+
+    try:
+        with open_session(device, cache_dir, MeasureSettings(retries=1)):
+            pass
+    except DeviceUnreachable as exc:
+        raise DeviceUnreachable(f"cannot tune for device '{device.name}': {exc}") from None
+    conn = device.connection
+    return Endpoint("rpc", conn.host, conn.port, device.name, 1, device.emulated)
 
 
 @contextlib.contextmanager
-def _emulated_tracker(device: DeviceSpec, cache_dir: Path) -> Iterator[TrackerEndpoint]:
+def _emulated_tracker(device: DeviceSpec, cache_dir: Path) -> Iterator[Endpoint]:
     """A tracker on 127.0.0.1 with the emulated board's stock server under a key; both stopped on exit."""
     from nasc.devices.emulated import emulated_server
     from nasc.devices.emulated.server import START_TIMEOUT_S
@@ -148,14 +170,14 @@ def _emulated_tracker(device: DeviceSpec, cache_dir: Path) -> Iterator[TrackerEn
         try:
             server.wait_until_listening(START_TIMEOUT_S)
             wait_for_servers(host, tracker.port, key, 1, timeout_s=EMULATED_SERVER_WAIT_S)
-            yield TrackerEndpoint(host, tracker.port, key, 1, emulated=True)
+            yield Endpoint("tracker", host, tracker.port, key, 1, emulated=True)
         finally:
             server.stop()
 
 
 @contextlib.contextmanager
-def device_tracker(device: DeviceSpec, cache_dir: Path, *, wait_s: float = SERVER_WAIT_S) -> Iterator[TrackerEndpoint]:
-    """The tracker candidates for `device` are measured through (started here for an emulated board)."""
+def device_endpoint(device: DeviceSpec, cache_dir: Path, *, wait_s: float = SERVER_WAIT_S) -> Iterator[Endpoint]:
+    """Where candidates for `device` are measured (a tracker and server started here for an emulated board)."""
     kind = device.connection.kind
     if kind == "tracker":
         yield _check_tracker(device, wait_s)
@@ -163,7 +185,7 @@ def device_tracker(device: DeviceSpec, cache_dir: Path, *, wait_s: float = SERVE
         with _emulated_tracker(device, cache_dir) as endpoint:
             yield endpoint
     elif kind == "rpc":
-        raise rpc_tuning_error(device)
+        yield _check_server(device, cache_dir)
     else:
         raise CompileError(
             f"device '{device.name}' has connection '{kind}' but a cross compiler ({device.cross_compiler}): "
@@ -172,21 +194,28 @@ def device_tracker(device: DeviceSpec, cache_dir: Path, *, wait_s: float = SERVE
         )
 
 
-def rpc_runner(endpoint: TrackerEndpoint, *, session_timeout_s: float = SESSION_TIMEOUT_S,
+def session_opener(endpoint: Endpoint, queue_timeout_s: float = QUEUE_TIMEOUT_S) -> Any:
+    """The RPCRunner ``f_create_session`` for the endpoint (picklable: it runs in the runner's workers)."""
+    if endpoint.kind == "rpc":
+        return ServerSessionOpener(endpoint.host, endpoint.port)
+    return TrackerSessionOpener(queue_timeout_s)
+
+
+def rpc_runner(endpoint: Endpoint, *, session_timeout_s: float = SESSION_TIMEOUT_S,
                queue_timeout_s: float = QUEUE_TIMEOUT_S) -> Any:
-    """MetaSchedule's stock RPCRunner for the endpoint (one worker per registered server)."""
+    """MetaSchedule's stock RPCRunner for the endpoint (one worker per server that can take a session)."""
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig, RPCRunner
 
     config = RPCConfig(tracker_host=endpoint.host, tracker_port=endpoint.port, tracker_key=endpoint.key,
                        session_timeout_sec=int(session_timeout_s))
     return RPCRunner(rpc_config=config, evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100),
-                     f_create_session=TrackerSessionOpener(queue_timeout_s), max_workers=max(1, endpoint.servers))
+                     f_create_session=session_opener(endpoint, queue_timeout_s), max_workers=max(1, endpoint.servers))
 
 
 @contextlib.contextmanager
 def device_measurement(device: DeviceSpec, cache_dir: Path) -> Iterator[Measurement]:
-    """Candidates cross-built here and timed on `device` through a tracker (servers stopped on exit)."""
-    with device_tracker(device, cache_dir) as endpoint:
+    """Candidates cross-built here and timed on `device` over RPC (servers nasc started are stopped on exit)."""
+    with device_endpoint(device, cache_dir) as endpoint:
         runner = rpc_runner(endpoint)
         try:
             yield Measurement(runner, CrossExport(device), f"{device.name} via {endpoint.label}", endpoint.emulated)
@@ -210,8 +239,6 @@ def tune_on_device(
     """
     from .target import library_linker
 
-    if device.connection.kind == "rpc":
-        raise rpc_tuning_error(device)
     library_linker(device)  # a missing cross compiler fails before any server starts
     summary = tune_module(
         mod, target, database_dir, settings.trials,

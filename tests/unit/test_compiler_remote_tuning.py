@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from nasc.compiler.remote_tuning import ARTIFACT_NAME, CrossExport, TrackerSessionOpener, tune_on_device
+from nasc.compiler.remote_tuning import (
+    ARTIFACT_NAME,
+    CrossExport,
+    Endpoint,
+    ServerSessionOpener,
+    TrackerSessionOpener,
+    session_opener,
+    tune_on_device,
+)
 from nasc.compiler.target import tvm_target
 from nasc.compiler.tune import (
     BUDGET_FILE,
@@ -104,17 +112,34 @@ def test_tuning_summary_round_trips_with_where_it_was_measured() -> None:
 # -- refusals ------------------------------------------------------------------------------------------------
 
 
-def test_rpc_device_is_refused_with_the_tracker_commands(tmp_path: Path) -> None:
+def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None:
+    port = free_port()
     device = dataclasses.replace(resolve_device("rpi4"), name="board",
-                                 connection=Connection(kind="rpc", host="127.0.0.1", port=9090))
+                                 connection=Connection(kind="rpc", host="127.0.0.1", port=port))
     target = tvm_target(device)
-    with pytest.raises(CompileError) as info:
-        tune_on_device(_tiny_relax_module(), target, device, tmp_path / "db", CompileSettings(trials=2), tmp_path)
+    with pytest.raises(DeviceUnreachable) as info:
+        tune_on_device(_tiny_relax_module(), target, device, tmp_path / "db", CompileSettings(trials=1), tmp_path)
     message = str(info.value)
-    assert "rpc://127.0.0.1:9090" in message and "board" in message
-    assert "python -m tvm.exec.rpc_tracker" in message and "--tracker" in message and "--key board" in message
-    assert "tracker://" in message and "--trials 0" in message
-    assert not (tmp_path / "db").exists()
+    assert f"127.0.0.1:{port}" in message and "board" in message and "tvm.exec.rpc_server" in message
+    assert not (tmp_path / "db" / BUDGET_FILE).exists()
+
+
+def test_a_cross_device_with_no_way_to_run_code_is_refused(tmp_path: Path) -> None:
+    device = dataclasses.replace(resolve_device("rpi4"), name="pi-offline", connection=Connection(kind="local"))
+    with pytest.raises(CompileError, match=r"pi-offline.*tracker://HOST:PORT/KEY.*--trials 0"):
+        tune_on_device(_tiny_relax_module(), tvm_target(device), device, tmp_path / "db", CompileSettings(trials=1),
+                       tmp_path)
+
+
+def test_session_openers_pick_the_endpoint_kind_and_pickle() -> None:
+    endpoint = Endpoint("rpc", "127.0.0.1", 9090, "board", 1, emulated=False)
+    assert session_opener(endpoint) == ServerSessionOpener("127.0.0.1", 9090)
+    farm = dataclasses.replace(endpoint, kind="tracker", key="rpi4", servers=4)
+    assert isinstance(session_opener(farm, 12.0), TrackerSessionOpener)
+    for opener in (session_opener(endpoint), session_opener(farm, 12.0)):
+        assert pickle.loads(pickle.dumps(opener)) == opener  # by reference: importable in a runner worker
+    assert "EMULATED" in dataclasses.replace(farm, emulated=True).label and "EMULATED" not in farm.label
+    assert "tracker 127.0.0.1:9090 key 'rpi4' (4 server(s))" in farm.label
 
 
 def test_tracker_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None:
@@ -141,7 +166,6 @@ def test_pooled_builder_exports_an_aarch64_shared_library_in_its_workers() -> No
     device = resolve_device("rpi4")
     export = CrossExport(device)
     assert pickle.loads(pickle.dumps(export)) == export  # by reference: importable in a worker
-    assert TrackerSessionOpener(5.0) == pickle.loads(pickle.dumps(TrackerSessionOpener(5.0)))
 
     import tvm
     from tvm import te
