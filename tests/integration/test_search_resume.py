@@ -58,7 +58,7 @@ def _epochs_done(out: Path) -> int:
         return 0
 
 
-def _kill_after(proc: subprocess.Popen[bytes], out: Path, epochs: int, delay_s: float = 0.3) -> int:
+def _kill_after(proc: subprocess.Popen[bytes], out: Path, epochs: int, delay_s: float = 0.05) -> int:
     """SIGKILL `proc` while the epoch after `epochs` finished ones is in flight; returns epochs on disk."""
     deadline = time.monotonic() + 240
     while _epochs_done(out) < epochs:
