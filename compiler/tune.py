@@ -31,6 +31,7 @@ RECORD_FILE = "database_tuning_record.json"
 BUDGET_FILE = "trials.json"
 _MS_LOGGER = "tvm.s_tir.meta_schedule"
 BUILD_TIMEOUT_S = 300.0
+CHUNK_TASKS = 4  # tasks tuned between two merges into the on-disk database
 RUN_TIMEOUT_S = 120.0
 
 
@@ -201,6 +202,14 @@ def _workload_hash(mod: Any) -> str:
     return f"{structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def _chunks(todo: list[int], needs: list[int]) -> Iterator[list[int]]:
+    """Tasks to tune together: same remaining budget, at most CHUNK_TASKS at a time."""
+    for need in sorted({needs[i] for i in todo}):
+        group = [i for i in todo if needs[i] == need]
+        for start in range(0, len(group), CHUNK_TASKS):
+            yield group[start : start + CHUNK_TASKS]
+
+
 class _Tally:
     """Trials and best run time per task, shared by the progress callbacks of one tuning run."""
 
@@ -276,8 +285,9 @@ def tune_module(
 ) -> TuningSummary:
     """Tune every task of `mod` (already lowered by build.lower_for_tuning) up to `trials_per_task`.
 
-    Tasks already tuned to that budget in `database_dir` get no trials. New records are merged
-    into the database atomically once tuning succeeds; a failure leaves the database as it was.
+    Tasks already tuned to that budget in `database_dir` get no trials. Tasks are tuned a few at
+    a time and each finished chunk is merged into the database atomically, so an interrupted or
+    failed run keeps what it completed and never leaves a half-written database.
     `measurement` opens where candidates are timed, only when some task needs trials (default:
     :func:`host_measurement`; remote_tuning times them on a device over RPC).
     """
@@ -313,43 +323,46 @@ def tune_module(
                                              f_export=measure.f_export)
                 if reporter is not None:
                     reporter.tuning_started(sum(needs[i] for i in todo), len(todo))
-                # One tune_tasks call per distinct remaining budget (usually one).
-                for need in sorted({needs[i] for i in todo}):
-                    group = [i for i in todo if needs[i] == need]
-                    contexts, weights = extracted_tasks_to_tune_contexts(
-                        [extracted[i] for i in group], str(work_dir), seed=seed,
-                        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),
-                    )
-                    callback = tally.callback(group, [int(w) for w in weights])
-                    try:
-                        ms.tune_tasks(
-                            tasks=contexts,
-                            task_weights=weights,
-                            work_dir=str(work_dir),
-                            max_trials_global=need * len(group),
-                            max_trials_per_task=need,
-                            num_trials_per_iter=min(trials_per_iteration, need),
-                            database=database,
-                            builder=builder,
-                            runner=measure.runner,
-                            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                try:
+                    for chunk in _chunks(todo, needs):
+                        need = needs[chunk[0]]
+                        measured_before = tally.measured
+                        done_before = tally.done
+                        contexts, weights = extracted_tasks_to_tune_contexts(
+                            [extracted[i] for i in chunk], str(work_dir), seed=seed,
+                            strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),
                         )
-                    except Exception as exc:
-                        raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
-                    finally:
-                        builder.shutdown()
-                if tally.done and not tally.measured:
-                    # Nothing is recorded: a budget spent on failures would never be tuned again.
-                    raise CompileError(
-                        f"MetaSchedule tuning measured none of {tally.done} candidates on {measure.where}; "
-                        f"the first error:\n{_error_tail(tally.first_error)}"
-                    )
-                for name in (WORKLOAD_FILE, RECORD_FILE):
-                    if (work_dir / name).exists():
-                        atomic_copy(work_dir / name, database_dir / name)
-            for i in todo:
-                budget[hashes[i]] = trials_per_task
-            write_json_atomic(budget_path, budget)
+                        callback = tally.callback(chunk, [int(w) for w in weights])
+                        try:
+                            ms.tune_tasks(
+                                tasks=contexts,
+                                task_weights=weights,
+                                work_dir=str(work_dir),
+                                max_trials_global=need * len(chunk),
+                                max_trials_per_task=need,
+                                num_trials_per_iter=min(trials_per_iteration, need),
+                                database=database,
+                                builder=builder,
+                                runner=measure.runner,
+                                measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                            )
+                        except Exception as exc:
+                            raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
+                        if tally.done > done_before and tally.measured == measured_before:
+                            # Nothing is recorded: a budget spent on failures would never be tuned again.
+                            raise CompileError(
+                                f"MetaSchedule tuning measured none of {tally.done - done_before} candidates on "
+                                f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
+                            )
+                        # Merge after every chunk: an interrupted run keeps what it finished.
+                        for name in (WORKLOAD_FILE, RECORD_FILE):
+                            if (work_dir / name).exists():
+                                atomic_copy(work_dir / name, database_dir / name)
+                        for i in chunk:
+                            budget[hashes[i]] = trials_per_task
+                        write_json_atomic(budget_path, budget)
+                finally:
+                    builder.shutdown()
     tasks = tuple(
         TaskTuning(
             name=t.task_name,

@@ -42,7 +42,10 @@ def compile_command(ctx: click.Context, model: Path, device: str | None, trials:
     table.add_row("target", f"{artifact.target_triple} {artifact.target.get('mcpu', '')}".strip())
     tuning = artifact.tuning
     if tuning.trials_per_task:
-        table.add_row("tuning", f"{tuning.trials_run} new trials; {tuning.tasks_tuned} tasks tuned, "
+        measured = f" measured on {tuning.measured_on}" if tuning.measured_on else ""
+        if tuning.emulated and "EMULATED" not in measured:
+            measured += " (EMULATED timings)"
+        table.add_row("tuning", f"{tuning.trials_run} new trials{measured}; {tuning.tasks_tuned} tasks tuned, "
                       f"{tuning.tasks_reused} reused from {tuning.database_dir}; {tuning.records_applied} tuned ops")
     else:
         table.add_row("tuning", "none (--trials 0)")

@@ -155,3 +155,41 @@ def test_failed_compile_keeps_previous_artifact(mbconv_onnx: Path, tmp_path: Pat
         assert (out / "compile.json").read_bytes() == before  # nothing replaced
     assert good.library_path.exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".nasc-compile-")]
+
+
+class _StopAfterFirstChunk:
+    """A reporter that fails the run once the second chunk starts measuring (like a Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def tuning_started(self, total_trials: int, tasks: int) -> None:
+        pass
+
+    def tuning_progress(self, trials_done: int, best_estimate_ms: float | None) -> None:
+        self.calls += 1
+        if trials_done >= 2:
+            raise RuntimeError("interrupted by the test")
+
+
+def test_interrupted_tuning_keeps_finished_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasc.compiler import tune
+    from nasc.compiler.build import lower_for_tuning
+    from nasc.compiler.frontend import import_onnx
+    from nasc.compiler.onnx_model import load_onnx
+    from nasc.compiler.target import tvm_target
+    from nasc.errors import CompileError
+
+    monkeypatch.setattr(tune, "CHUNK_TASKS", 1)
+    torch.manual_seed(0)
+    model = export_onnx(TinyNet(10).eval(), (1, 3, 16, 16), tmp_path / "t.onnx").onnx_path
+    target = tvm_target(resolve_device("local"))
+    mod = lower_for_tuning(import_onnx(load_onnx(model)), target)
+    db = tmp_path / "db"
+    with pytest.raises(CompileError, match="interrupted by the test"):
+        tune.tune_module(mod, target, db, 1, trials_per_iteration=1, reporter=_StopAfterFirstChunk())
+    kept = json.loads((db / tune.BUDGET_FILE).read_text())
+    assert len(kept) == 1 and next(iter(kept.values())) == 1  # the first task's chunk was merged
+    resumed = tune.tune_module(mod, target, db, 1, trials_per_iteration=1)
+    assert sum(1 for t in resumed.tasks if t.trials_before == 1) == 1
+    assert resumed.tasks_tuned == len(resumed.tasks) - 1
