@@ -180,8 +180,17 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _quiet_meta_schedule() -> None:
+    """Keep MetaSchedule's per-batch log off the console; call before each tuning call.
+
+    TVM's logging setup raises the level back to DEBUG on every call, and it chokes on unnamed
+    handlers (such as a test runner's capture handlers) attached to its logger, so both are
+    reset here each time.
+    """
     logger = logging.getLogger(_MS_LOGGER)
     logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if handler.get_name() is None:
+            logger.removeHandler(handler)
     if not any(isinstance(f, _DropLevelHint) for f in logger.filters):
         logger.addFilter(_DropLevelHint())
 
@@ -328,6 +337,7 @@ def tune_module(
                         need = needs[chunk[0]]
                         measured_before = tally.measured
                         done_before = tally.done
+                        _quiet_meta_schedule()
                         contexts, weights = extracted_tasks_to_tune_contexts(
                             [extracted[i] for i in chunk], str(work_dir), seed=seed,
                             strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),

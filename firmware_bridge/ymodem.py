@@ -18,6 +18,8 @@ from nasc.errors import TransferError
 from .files import install, safe_name_problem
 from .wire import Port
 
+END_OF_BATCH_GAP_S = 0.05
+END_OF_BATCH_WAIT_S = 3.0
 SOH, STX, EOT, ACK, NAK, CAN, CRC_MODE, CPMEOF = 0x01, 0x02, 0x04, 0x06, 0x15, 0x18, 0x43, 0x1A
 BLOCK_SIZES = {SOH: 128, STX: 1024}
 MAX_RETRIES = 10
@@ -161,10 +163,15 @@ class YmodemSender:
         # receivers (lrzsz's rb) exit on it without acknowledging, so its ACK is not awaited for long.
         try:
             self._wait_for({CRC_MODE}, self.block_timeout_s, "'C' for the next file")
-            self.line.write(make_block(0, b"", 128))
-            self._wait_for({ACK}, 1.0, "the end-of-batch acknowledgement")
+            for _ in range(MAX_RETRIES):
+                # rb flushes its input just after answering; an end-of-batch block sent at once is lost
+                # and rb would wait for it forever: pause as before data blocks, and resend on 'C'/NAK.
+                time.sleep(max(self.block_gap_s, END_OF_BATCH_GAP_S))
+                self.line.write(make_block(0, b"", 128))
+                if self._wait_for({ACK, CRC_MODE, NAK}, END_OF_BATCH_WAIT_S, "end-of-batch answer") == ACK:
+                    break
         except TransferError:
-            pass
+            pass  # silence: the receiver took the empty header and exited
         return self.resent
 
 
