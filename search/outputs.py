@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,34 +10,22 @@ from typing import Any
 import torch
 
 from nasc.errors import InputError
+from nasc.fsutil import atomic_output, atomic_write_text
 
 from .space import ArchSpec, Network, build
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_json(data: Any, path: Path) -> None:
     """Write JSON via a temporary file and os.replace."""
-    _atomic(path, lambda h: h.write((json.dumps(data, indent=2) + "\n").encode()))
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save via a temporary file and os.replace."""
-    _atomic(path, lambda h: torch.save(obj, h))
+    with atomic_output(path) as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
