@@ -11,10 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from nasc.errors import TransferError
 from nasc.firmware_bridge.port import open_port
 from nasc.firmware_bridge.sender import NascSender, SenderSettings
-
-from nasc.errors import TransferError
 
 
 def main() -> int:

@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 import pytest
 from firmware_testlib import tiny_onnx_model, two_in_two_out_onnx_model
-from nasc.firmware_bridge.bundle import extract_bundle
-from nasc.firmware_bridge.package import package
 
 from nasc.config import Config
+from nasc.firmware_bridge.bundle import extract_bundle
+from nasc.firmware_bridge.package import package
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MADE_HERE = {"tiny": tiny_onnx_model, "two-in-two-out": two_in_two_out_onnx_model}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from firmware_testlib import write_compile_dir
+
 from nasc.firmware_bridge.package import package
 from nasc.firmware_bridge.port import open_port
 from nasc.firmware_bridge.ymodem import YmodemSender

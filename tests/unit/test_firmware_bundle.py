@@ -15,12 +15,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from firmware_testlib import write_compile_dir
+
+from nasc.errors import BundleCorrupt, InputError
 from nasc.firmware_bridge.bundle import FIXED_MTIME, extract_bundle, verify_bundle
 from nasc.firmware_bridge.manifest import SCHEMA, BundleManifest
 from nasc.firmware_bridge.package import package
 from nasc.firmware_bridge.settings import PackageSettings
-
-from nasc.errors import BundleCorrupt, InputError
 
 LIBRARY = b"\x7fELF not a real library: bundle logic only" * 50
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from firmware_testlib import write_compile_dir
+
 from nasc.firmware_bridge.header import c_string, render_header
 from nasc.firmware_bridge.manifest import BundleManifest
 from nasc.firmware_bridge.package import build_manifest_members

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import serial
+
+from nasc.errors import TransferError
 from nasc.firmware_bridge import wire
 from nasc.firmware_bridge.port import open_port
 from nasc.firmware_bridge.receiver import NascReceiver
 from nasc.firmware_bridge.sender import NascSender, SenderSettings
 from nasc.firmware_bridge.wire import Frame, FrameReader, Hello, Kind, NakReason
-
-from nasc.errors import TransferError
 
 
 class MemoryPort:

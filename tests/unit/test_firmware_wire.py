@@ -10,6 +10,7 @@ import zlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from nasc.firmware_bridge import wire
 from nasc.firmware_bridge.wire import Frame, FrameError, FrameReader, Hello, Kind, cobs_decode, cobs_encode
 from nasc.firmware_bridge.ymodem import crc16, make_block
