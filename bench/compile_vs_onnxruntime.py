@@ -4,7 +4,8 @@ For each model and each total trial budget (spread evenly over the model's tunin
 cumulative: a larger budget tunes only the difference, as `nasc compile` does), compile for
 `local`, then time the artifact and onnxruntime in the same run with the same protocol
 (warm-up, then `repeat` medians of `number` runs). Prints a table of ratios nasc / onnxruntime
-(< 1.0: nasc is faster). Run from the repository root:
+(< 1.0: nasc is faster); the onnxruntime figure is the faster of its default threading and
+one thread. Run from the repository root:
 
     .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
 """
@@ -73,11 +74,14 @@ def time_tvm(library: Path, inputs: list[np.ndarray], number: int, repeat: int) 
     return float(np.median(np.array(timer("main").results))) * 1e3
 
 
-def time_ort(onnx_path: Path, names: list[str], inputs: list[np.ndarray], number: int, repeat: int) -> float:
-    """Median ms per run of onnxruntime (CPU provider, default threads) with the same protocol."""
+def time_ort(onnx_path: Path, names: list[str], inputs: list[np.ndarray], number: int, repeat: int,
+             threads: int = 0) -> float:
+    """Median ms per run of onnxruntime (CPU provider; 0 threads = its default) with the same protocol."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     feed = dict(zip(names, inputs, strict=True))
     for _ in range(number):
         session.run(None, feed)
@@ -115,14 +119,22 @@ def main() -> None:
                 per_task = 0 if budget == 0 else max(1, budget // tasks)
                 settings = CompileSettings(trials=per_task, trials_per_iteration=16)
                 started = time.perf_counter()
-                artifact = compile_onnx(path, local, settings, workdir / f"{name}-{budget}", cache)
+                # Budget 0 means untuned: an empty database, since compile applies any records it has.
+                level_cache = workdir / "untuned-cache" if budget == 0 else cache
+                artifact = compile_onnx(path, local, settings, workdir / f"{name}-{budget}", level_cache)
                 compile_s = time.perf_counter() - started
                 nasc_ms = time_tvm(artifact.library_path, inputs, args.number, args.repeat)
-                ort_ms = time_ort(path, names, inputs, args.number, args.repeat)
+                # The peer is onnxruntime at its best here: default threads or one thread, whichever is
+                # faster in this run (its default two threads swing between modes on this 2-core machine).
+                ort_default_ms = time_ort(path, names, inputs, args.number, args.repeat)
+                ort_single_ms = time_ort(path, names, inputs, args.number, args.repeat, threads=1)
+                ort_ms = min(ort_default_ms, ort_single_ms)
                 row = {
                     "model": name, "tasks": tasks, "budget": budget, "trials_per_task": per_task,
                     "new_trials": artifact.tuning.trials_run, "compile_s": round(compile_s, 1),
                     "nasc_ms": round(nasc_ms, 4), "onnxruntime_ms": round(ort_ms, 4),
+                    "onnxruntime_default_threads_ms": round(ort_default_ms, 4),
+                    "onnxruntime_1_thread_ms": round(ort_single_ms, 4),
                     "ratio": round(nasc_ms / ort_ms, 2), "max_abs_err": artifact.parity.max_abs_err,
                 }
                 rows.append(row)
