@@ -1,4 +1,4 @@
-"""TensorSpec: the name, shape, dtype and layout of a model input or output."""
+"""TensorSpec: the name, shape, dtype and layout of a model input or output (no torch, no TVM)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,15 @@ class TensorSpec:
     dtype: str
     layout: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("tensor name is empty")
+        if any(d < 0 for d in self.shape):
+            raise ValueError(f"tensor {self.name!r}: shape {list(self.shape)} has a negative dimension")
+
     @property
-    def size(self) -> int:
-        """Number of elements."""
+    def num_elements(self) -> int:
+        """Product of the shape (1 for a scalar)."""
         count = 1
         for dim in self.shape:
             count *= dim

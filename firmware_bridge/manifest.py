@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from nasc.compiler.spec import TensorSpec
 from nasc.errors import BundleCorrupt, ConfigError
 from nasc.typed_toml import from_mapping, to_plain
 
@@ -50,30 +51,6 @@ class FileEntry:
             raise ValueError(f"{self.path}: sha256 must be 64 lower-case hex digits")
         if self.role not in ROLES:
             raise ValueError(f"{self.path}: role {self.role!r} is not one of {', '.join(ROLES)}")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A model input or output."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    layout: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("tensor name is empty")
-        if any(d < 0 for d in self.shape):
-            raise ValueError(f"tensor {self.name!r}: shape {list(self.shape)} has a negative dimension")
-
-    @property
-    def num_elements(self) -> int:
-        """Product of the shape (1 for a scalar)."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
 
 
 @dataclass(frozen=True)
