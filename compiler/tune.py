@@ -7,7 +7,6 @@ The budget is per task, so every task gets its share (TVM-NOTES.md: a global bud
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
-from nasc.fsutil import atomic_copy, write_json_atomic
+from nasc.fsutil import atomic_copy, exclusive_lock, write_json_atomic
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -168,17 +167,6 @@ def database_dir_for(cache_dir: Path, target: Any, device: DeviceSpec | None = N
     return cache_dir / "tuning" / f"{'-'.join(parts)}-{digest}"
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _quiet_meta_schedule() -> None:
     """Keep MetaSchedule's per-batch log off the console; call before each tuning call.
 
@@ -308,7 +296,7 @@ def tune_module(
     started = time.perf_counter()
     _quiet_meta_schedule()
     extracted = [t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)]
-    with _locked(database_dir):
+    with exclusive_lock(database_dir / ".lock"):
         budget_path = database_dir / BUDGET_FILE
         budget: dict[str, int] = json.loads(budget_path.read_text()) if budget_path.exists() else {}
         hashes = [_workload_hash(t.dispatched[0]) for t in extracted]

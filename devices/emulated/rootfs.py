@@ -8,7 +8,6 @@ whose recipe hash differs from the current recipe means rebuild.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -17,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from nasc.errors import EmulationError
+from nasc.fsutil import exclusive_lock
 
 from .hostcheck import BinfmtHandler, check_host, install_interpreter, require_tool
 from .mirror import debian_mirror
@@ -77,7 +77,7 @@ def ensure_rootfs(
     handler = check_host(recipe.qemu_arch, f"building the emulated {recipe.board} root file system")
     debootstrap = require_tool("debootstrap", "debootstrap")
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(final.parent):
+    with exclusive_lock(final.parent / ".build.lock"):
         if not rebuild and cached_rootfs(board, cache_dir) is not None:
             return final  # another process built it while we waited for the lock
         _remove_stale_builds(final.parent)
@@ -88,16 +88,6 @@ def ensure_rootfs(
 
 def _no_progress(message: str, done: int, total: int) -> None:
     return None
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    with open(folder / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _build(
@@ -289,7 +279,7 @@ def remove_rootfs(board: str, cache_dir: Path) -> bool:
     final = rootfs_path(board, cache_dir)
     if not final.exists():
         return False
-    with _build_lock(final.parent):
+    with exclusive_lock(final.parent / ".build.lock"):
         doomed = final.parent / f".build-remove-{os.getpid()}"
         final.rename(doomed)
         _remove_tree(doomed)
