@@ -61,6 +61,24 @@ def count_tasks(onnx_path: Path) -> int:
     return len([t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)])
 
 
+def untuned_kept(onnx_path: Path, database_dir: Path) -> int:
+    """Operators whose applied record is their untuned schedule (it timed faster than every tuned one)."""
+    import tvm
+    from tvm_ffi import structural_equal
+
+    from nasc.compiler.build import apply_database
+    from nasc.compiler.tune import open_database
+
+    target = tvm_target(resolve_device("local"))
+    lowered = lower_for_tuning(import_onnx(load_onnx(onnx_path)), target)
+    tuned, _ = apply_database(lowered, target, open_database(database_dir))
+    return sum(
+        1 for gv, func in tuned.functions.items()
+        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None and func.attrs.get("tirx.is_scheduled", False)
+        and structural_equal(func.body, lowered[gv.name_hint].body)
+    )
+
+
 def time_tvm(library: Path, inputs: list[np.ndarray], number: int, repeat: int) -> float:
     """Median ms per run of the library's main, TVM's time_evaluator on this CPU."""
     import tvm
@@ -136,15 +154,17 @@ def main() -> None:
                     "onnxruntime_default_threads_ms": round(ort_default_ms, 4),
                     "onnxruntime_1_thread_ms": round(ort_single_ms, 4),
                     "ratio": round(nasc_ms / ort_ms, 2), "max_abs_err": artifact.parity.max_abs_err,
+                    "untuned_kept": untuned_kept(path, Path(artifact.tuning.database_dir))
+                    if budget and artifact.tuning.database_dir else 0,
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
     print(f"{'model':<12} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
-          f"{'ort ms':>8} {'nasc/ort':>8}")
+          f"{'ort ms':>8} {'nasc/ort':>8} {'untuned kept':>12}")
     for r in rows:
         print(f"{r['model']:<12} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
-              f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f}")
+              f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} {r['untuned_kept']:>12}")
     print(f"\ncpu: {os.cpu_count()} cores; medians of {args.repeat} x {args.number} runs; ratio < 1: nasc faster")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -25,6 +25,8 @@ from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 from nasc.fsutil import atomic_copy, exclusive_lock, write_json_atomic
 
+from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
+
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 BUDGET_FILE = "trials.json"
@@ -32,6 +34,9 @@ _MS_LOGGER = "tvm.s_tir.meta_schedule"
 BUILD_TIMEOUT_S = 300.0
 CHUNK_TASKS = 4  # tasks tuned between two merges into the on-disk database
 RUN_TIMEOUT_S = 120.0
+# Each candidate runs repeatedly for at least this long. TVM's default of 100 ms cost about a
+# quarter of tuning time here; operators of a few microseconds still run thousands of times.
+HOST_MIN_REPEAT_MS = 20
 
 
 class TuningReporter(Protocol):
@@ -54,6 +59,7 @@ class TaskTuning:
     trials_before: int
     trials_run: int
     best_us: float | None
+    default_us: float | None = None  # the untuned schedule's time, when it was timed in this run
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -64,6 +70,7 @@ class TaskTuning:
             "trials_before": self.trials_before,
             "trials_run": self.trials_run,
             "best_us": self.best_us,
+            "default_us": self.default_us,
         }
 
     @classmethod
@@ -218,6 +225,7 @@ class _Tally:
         self.weights: dict[int, int] = {}
         self.measured = 0  # candidates with a valid timing
         self.first_error: str | None = None
+        self.default_us: dict[int, float | None] = {}  # untuned schedule's time, for tasks timed this run
 
     def callback(self, task_ids: list[int], weights: list[int]):
         """A MeasureCallback for one tune_tasks call whose local task ids map to `task_ids`."""
@@ -266,7 +274,8 @@ def host_measurement() -> Iterator[Measurement]:
     """Candidates timed on this host's CPU (MetaSchedule's LocalRunner)."""
     from tvm.s_tir import meta_schedule as ms
 
-    yield Measurement(ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S))
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=HOST_MIN_REPEAT_MS)
+    yield Measurement(ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S, evaluator_config=evaluator))
 
 
 def tune_module(
@@ -309,10 +318,13 @@ def tune_module(
                     tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
                 where, emulated = measure.where, measure.emulated
                 work_dir = Path(work)
-                for name in (WORKLOAD_FILE, RECORD_FILE):
-                    if (database_dir / name).exists():
-                        shutil.copyfile(database_dir / name, work_dir / name)
+                for folder in (Path("."), Path(DEFAULT_DIR)):
+                    for name in (WORKLOAD_FILE, RECORD_FILE):
+                        if (database_dir / folder / name).exists():
+                            (work_dir / folder).mkdir(exist_ok=True)
+                            shutil.copyfile(database_dir / folder / name, work_dir / folder / name)
                 database = ms.database.JSONDatabase(work_dir=str(work_dir))
+                defaults = default_database(work_dir, create=True)
                 workers = max(1, (os.cpu_count() or 1))
                 # Generous timeouts: a busy 2-core machine takes far longer than TVM's 30 s defaults to
                 # start a worker and build, and a timed-out candidate is a wasted trial.
@@ -326,6 +338,10 @@ def tune_module(
                         measured_before = tally.measured
                         done_before = tally.done
                         _quiet_meta_schedule()
+                        untimed = [(i, extracted[i].dispatched[0]) for i in chunk
+                                   if not defaults.has_workload(extracted[i].dispatched[0])]
+                        for timing in record_default_schedules(untimed, target, builder, measure.runner, defaults):
+                            tally.default_us[timing.task_index] = timing.run_us
                         contexts, weights = extracted_tasks_to_tune_contexts(
                             [extracted[i] for i in chunk], str(work_dir), seed=seed,
                             strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),
@@ -353,9 +369,11 @@ def tune_module(
                                 f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
                             )
                         # Merge after every chunk: an interrupted run keeps what it finished.
-                        for name in (WORKLOAD_FILE, RECORD_FILE):
-                            if (work_dir / name).exists():
-                                atomic_copy(work_dir / name, database_dir / name)
+                        for folder in (Path("."), Path(DEFAULT_DIR)):
+                            for name in (WORKLOAD_FILE, RECORD_FILE):
+                                if (work_dir / folder / name).exists():
+                                    (database_dir / folder).mkdir(exist_ok=True)
+                                    atomic_copy(work_dir / folder / name, database_dir / folder / name)
                         for i in chunk:
                             budget[hashes[i]] = trials_per_task
                         write_json_atomic(budget_path, budget)
@@ -369,6 +387,7 @@ def tune_module(
             trials_before=trials_per_task - needs[i],
             trials_run=tally.trials.get(i, 0) if todo else 0,
             best_us=round(tally.best_secs[i] * 1e6, 3) if todo and i in tally.best_secs else None,
+            default_us=_rounded(tally.default_us.get(i)),
         )
         for i, t in enumerate(extracted)
     )
@@ -383,10 +402,20 @@ def tune_module(
     )
 
 
+def _rounded(us: float | None) -> float | None:
+    return None if us is None else round(us, 3)
+
+
 def open_database(database_dir: Path):  # -> ms.Database | None
-    """The on-disk database, or None when nothing was ever tuned for this target."""
+    """The on-disk database, or None when nothing was ever tuned for this target.
+
+    Where untuned schedules were timed too, the union of both: each operator gets the faster of its
+    best tuned schedule and its untuned one.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     if not (database_dir / RECORD_FILE).exists():
         return None
-    return ms.database.JSONDatabase(work_dir=str(database_dir), allow_missing=False)
+    tuned = ms.database.JSONDatabase(work_dir=str(database_dir), allow_missing=False)
+    defaults = default_database(database_dir)
+    return tuned if defaults is None else ms.database.UnionDatabase(tuned, defaults)

@@ -96,6 +96,7 @@ def test_tuning_records_are_reused_across_runs_and_models(tmp_path: Path) -> Non
     assert first.tuning.tasks_tuned == len(first.tuning.tasks) > 0
     assert first.tuning.records_applied > 0
     assert first.parity.passed
+    _check_untuned_schedule_is_a_contender(first, first_model)
 
     again = compile_onnx(first_model, local, settings, tmp_path / "a2", cache)
     assert again.tuning.trials_run == 0
@@ -170,6 +171,36 @@ class _StopAfterFirstChunk:
         self.calls += 1
         if trials_done >= 2:
             raise RuntimeError("interrupted by the test")
+
+
+def _check_untuned_schedule_is_a_contender(artifact: CompiledArtifact, model: Path) -> None:
+    """Each task's untuned schedule was timed, and the record compile applies is never slower than it."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    from nasc.compiler.build import lower_for_tuning
+    from nasc.compiler.default_schedule import default_database
+    from nasc.compiler.frontend import import_onnx
+    from nasc.compiler.onnx_model import load_onnx
+    from nasc.compiler.target import tvm_target
+    from nasc.compiler.tune import open_database
+
+    assert all(t.default_us is not None and t.default_us > 0 for t in artifact.tuning.tasks), artifact.tuning.tasks
+    db_dir = Path(artifact.tuning.database_dir)
+    applied, tuned, untuned = open_database(db_dir), ms.database.JSONDatabase(work_dir=str(db_dir)), \
+        default_database(db_dir)
+    target = tvm_target(resolve_device("local"))
+    tasks = [t for t in extract_tasks(lower_for_tuning(import_onnx(load_onnx(model)), target), target)
+             if not t.mod.attrs.get("tirx.is_scheduled", False)]
+
+    def best_secs(database, task) -> float:
+        (record,) = database.get_top_k(database.commit_workload(task.dispatched[0]), 1)
+        return float(np.mean([float(s) for s in record.run_secs]))
+
+    for task in tasks:
+        chosen = applied.query_tuning_record(task.dispatched[0], target, task.task_name)
+        chosen_secs = float(np.mean([float(s) for s in chosen.run_secs]))
+        assert chosen_secs == min(best_secs(tuned, task), best_secs(untuned, task)), task.task_name
 
 
 def test_interrupted_tuning_keeps_finished_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
