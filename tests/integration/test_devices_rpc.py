@@ -5,8 +5,10 @@ Every server and tracker here is the stock `python -m tvm.exec.rpc_server` / `rp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -218,8 +220,11 @@ def test_local_server_stops_on_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_local_server_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    # The child takes Ctrl-C as a terminal user's process does, even when the test runner itself was
+    # started in the background (a non-interactive shell starts background jobs with SIGINT ignored).
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from pathlib import Path
         from nasc.devices.registry import resolve_device
         from nasc.devices.rpc import SessionSource
@@ -229,6 +234,7 @@ def test_local_server_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> No
             time.sleep(120)
     """)
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    server_pid = None
     try:
         server_pid = int(child.stdout.readline())  # type: ignore[union-attr]
         group = [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]
@@ -240,3 +246,6 @@ def test_local_server_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> No
     finally:
         if child.poll() is None:
             child.kill()
+        if server_pid is not None:  # never leave a server behind, even when the test fails
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server_pid, signal.SIGKILL)
