@@ -184,8 +184,8 @@ def main() -> None:
                 level_cache = workdir / "untuned-cache" if budget == 0 else cache
                 artifact = compile_onnx(path, local, settings, workdir / f"{name}-{budget}", level_cache)
                 compile_s = time.perf_counter() - started
-                # TVM's runtime picks half the logical CPUs on x86 (it assumes hyper-threading): one thread
-                # on this 2-core machine. A deployment sets TVM_NUM_THREADS to its cores; both are recorded.
+                # With TVM_NUM_THREADS unset, TVM's pool used one thread on a 2-core x86 machine and ran
+                # slower than with it set; a deployment sets it to its cores. Both figures are recorded.
                 lib = artifact.library_path
                 nasc_default_ms = time_in_fresh_process("tvm", lib, inputs, names, args.number, args.repeat,
                                                         env={"TVM_NUM_THREADS": None})
