@@ -22,7 +22,6 @@ class DefaultTiming:
 
     task_index: int
     run_us: float | None
-    error: str | None = None
 
 
 def default_database(database_dir: Path, *, create: bool = False):  # -> ms.Database | None
@@ -57,7 +56,7 @@ def record_default_schedules(
     pending: list[tuple[int, Any, Any, list[Any], str]] = []
     for (index, mod), sch, result in zip(task_mods, schedules, built, strict=True):
         if result.error_msg is not None or result.artifact_path is None:
-            timings.append(DefaultTiming(index, None, str(result.error_msg)))
+            timings.append(DefaultTiming(index, None))
             continue
         args_info = ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
         pending.append((index, mod, sch, args_info, result.artifact_path))
@@ -68,7 +67,7 @@ def record_default_schedules(
     for (index, mod, sch, args_info, _), future in zip(pending, futures, strict=True):
         result = future.result()
         if result.error_msg is not None or not result.run_secs:
-            timings.append(DefaultTiming(index, None, str(result.error_msg or "no timing returned")))
+            timings.append(DefaultTiming(index, None))
             continue
         run_secs = [float(s) for s in result.run_secs]
         record = TuningRecord(sch.trace, database.commit_workload(mod), run_secs, target, args_info)

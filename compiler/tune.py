@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +205,14 @@ def _workload_hash(mod: Any) -> str:
     return f"{structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def _copy_databases(source: Path, dest: Path) -> None:
+    """Copy the tuned and the untuned-schedule database files from `source` to `dest`, each atomically."""
+    for folder in (source, source / DEFAULT_DIR):
+        for name in (WORKLOAD_FILE, RECORD_FILE):
+            if (folder / name).exists():
+                atomic_copy(folder / name, dest / folder.relative_to(source) / name)
+
+
 def _chunks(todo: list[int], needs: list[int]) -> Iterator[list[int]]:
     """Tasks to tune together: same remaining budget, at most CHUNK_TASKS at a time."""
     for need in sorted({needs[i] for i in todo}):
@@ -328,11 +335,7 @@ def tune_module(
                     tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
                 where, emulated = measure.where, measure.emulated
                 work_dir = Path(work)
-                for folder in (Path("."), Path(DEFAULT_DIR)):
-                    for name in (WORKLOAD_FILE, RECORD_FILE):
-                        if (database_dir / folder / name).exists():
-                            (work_dir / folder).mkdir(exist_ok=True)
-                            shutil.copyfile(database_dir / folder / name, work_dir / folder / name)
+                _copy_databases(database_dir, work_dir)
                 database = ms.database.JSONDatabase(work_dir=str(work_dir))
                 defaults = default_database(work_dir, create=True)
                 workers = max(1, (os.cpu_count() or 1))
@@ -379,11 +382,7 @@ def tune_module(
                                 f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
                             )
                         # Merge after every chunk: an interrupted run keeps what it finished.
-                        for folder in (Path("."), Path(DEFAULT_DIR)):
-                            for name in (WORKLOAD_FILE, RECORD_FILE):
-                                if (work_dir / folder / name).exists():
-                                    (database_dir / folder).mkdir(exist_ok=True)
-                                    atomic_copy(work_dir / folder / name, database_dir / folder / name)
+                        _copy_databases(work_dir, database_dir)
                         for i in chunk:
                             budget[hashes[i]] = trials_per_task
                         write_json_atomic(budget_path, budget)
