@@ -1,9 +1,10 @@
 """A MetaSchedule builder that keeps its worker processes between batches.
 
 TVM's LocalBuilder starts a new process pool for every batch of candidates; each worker then
-imports TVM again (seconds per worker on a small machine), which dominates tuning with small
-batches. This builder keeps one pool and recycles each worker after a number of builds instead
-(the reason LocalBuilder restarts is a slow leak in long-lived workers).
+imports TVM and its tensor intrinsics again (see tensor_intrinsics.py: 13-16 s per worker before
+that module, about 3.5 s with it), which dominates tuning with small batches. This builder keeps
+one pool and recycles each worker after a number of builds instead (the reason LocalBuilder
+restarts is a slow leak in long-lived workers).
 
 ``f_export`` replaces TVM's default export (a .tar the runner's side links with its own g++): for a
 device reached over RPC, remote_tuning.CrossExport links a .so with the device's cross compiler.
@@ -21,7 +22,11 @@ from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
 from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
-WORKER_RECYCLE_AFTER = 32
+from .tensor_intrinsics import import_tensor_intrinsics
+
+# A worker is replaced after this many builds. Starting one costs about 3.5 s here (TVM, then its
+# tensor intrinsics, which every build needs), so not after every batch as LocalBuilder does.
+WORKER_RECYCLE_AFTER = 128
 
 
 @derived_object
@@ -41,6 +46,7 @@ class PooledLocalBuilder(PyBuilder):
                 max_workers=self.max_workers,
                 timeout=self.timeout_sec,
                 maximum_process_uses=WORKER_RECYCLE_AFTER,
+                initializer=import_tensor_intrinsics,
             )
         return self._pool
 

@@ -318,6 +318,7 @@ def tune_module(
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
     from .pooled_builder import PooledLocalBuilder
+    from .tensor_intrinsics import import_tensor_intrinsics
 
     started = time.perf_counter()
     _quiet_meta_schedule()
@@ -334,6 +335,7 @@ def tune_module(
             with (measurement or host_measurement)() as measure, \
                     tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
                 where, emulated = measure.where, measure.emulated
+                import_tensor_intrinsics()  # MetaSchedule's tuning contexts need them; slow unless imported so
                 work_dir = Path(work)
                 _copy_databases(database_dir, work_dir)
                 database = ms.database.JSONDatabase(work_dir=str(work_dir))
