@@ -178,7 +178,7 @@ def main() -> None:
             names = [s.name for s in inputs_spec]
             for budget in budgets:
                 per_task = 0 if budget == 0 else max(1, budget // tasks)
-                settings = CompileSettings(trials=per_task, trials_per_iteration=16)
+                settings = CompileSettings(trials=per_task)
                 started = time.perf_counter()
                 # Budget 0 means untuned: an empty database, since compile applies any records it has.
                 level_cache = workdir / "untuned-cache" if budget == 0 else cache
