@@ -1,7 +1,8 @@
 """The latency table: measured per-block latencies in SQLite (WAL, one transaction per entry).
 
 An entry's key is the block's full signature plus the device fingerprint, the full target JSON and
-the TVM version, so an entry measured for another target, device definition or TVM is never reused.
+the TVM version with the VM mode nasc builds in, so an entry measured for another target, device
+definition, TVM or VM mode is never reused.
 Rows are checked by constraints and written whole in one transaction: no partial entry can exist.
 """
 
@@ -48,10 +49,15 @@ CREATE INDEX IF NOT EXISTS latency_device ON latency (fingerprint, target_json, 
 
 
 def tvm_version() -> str:
-    """The installed TVM's version string."""
+    """The installed TVM's version and the Relax VM mode nasc builds with (e.g. "0.27.0.post1 vm=compiled").
+
+    A latency, or a built block, from another TVM or another VM mode is never reused.
+    """
     import tvm
 
-    return str(tvm.__version__)
+    from nasc.compiler.build import VM_EXEC_MODE
+
+    return f"{tvm.__version__} vm={VM_EXEC_MODE}"
 
 
 @dataclass(frozen=True)
