@@ -48,6 +48,9 @@ def compile_command(ctx: click.Context, model: Path, device: str | None, trials:
             measured += " (EMULATED timings)"
         table.add_row("tuning", f"{tuning.trials_run} new trials{measured}; {tuning.tasks_tuned} tasks tuned, "
                       f"{tuning.tasks_reused} reused from {tuning.database_dir}; {tuning.records_applied} tuned ops")
+    elif tuning.records_applied:
+        table.add_row("tuning", f"no new trials (--trials 0); {tuning.records_applied} tuned ops applied from "
+                      f"{tuning.database_dir}")
     else:
         table.add_row("tuning", "none (--trials 0)")
     parity = artifact.parity

@@ -117,6 +117,14 @@ def test_tuning_records_are_reused_across_runs_and_models(tmp_path: Path) -> Non
     assert all(t.trials_before == 2 for t in more.tuning.tasks)
     assert 0 < more.tuning.trials_run <= len(more.tuning.tasks)
 
+    # `nasc compile --trials 0` tunes nothing but applies the records there, and says so.
+    shown = run_nasc("compile", str(first_model), "--device", "local", "--trials", "0", "-o", str(tmp_path / "a4"),
+                     cwd=tmp_path, env={"NASC_CACHE_DIR": str(cache), "COLUMNS": "250"})
+    assert shown.returncode == 0, shown.stderr
+    applied = CompiledArtifact.load(tmp_path / "a4").tuning.records_applied
+    assert applied == more.tuning.records_applied > 0
+    assert f"no new trials (--trials 0); {applied} tuned ops applied from" in shown.stdout
+
 
 def test_cross_compile_for_raspberry_pi_is_aarch64_elf(mbconv_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "pi"
