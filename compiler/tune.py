@@ -135,10 +135,10 @@ class TuningSummary:
 def population_size(trials_per_task: int) -> int:
     """Evolutionary-search population: 16 per trial, between 64 and 256.
 
-    Generating and scoring candidates costs the same whether 2 or 64 get measured. TVM's default
-    of 512 cost 2.2x the time of 256 for the same result: mbconv-32 from 8 to 40 trials per task,
-    32 measured per round, took 258 s at 512 and 191 s at 256 for 44-46 us either way; 128 was
-    as fast but reached only 51 us.
+    Generating and scoring candidates costs the same whether 2 or 64 get measured. mbconv-32 tuned
+    from 8 to 40 trials per task reached 44-46 us with TVM's default of 512 and with 256; at 32
+    candidates per round that took 258 s at 512 and 191 s at 256 (411 s and 263 s at 16 per round).
+    128 (16 per round) took 187 s but reached only 51 us.
     """
     return max(64, min(256, 16 * trials_per_task))
 
