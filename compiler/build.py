@@ -17,25 +17,30 @@ from nasc.errors import CompileError
 
 from .frontend import import_onnx
 from .onnx_model import load_onnx
+from .strided_conv import legalize_strided_conv2d
 from .target import library_linker, tvm_target
 from .tune import open_database
 
 # How the Relax VM runs a library's main function: "compiled" turns its instructions into one native
 # function instead of bytecode the VM interprets (mbconv-32, 22 kernels: 67 -> 64 us per run).
 VM_EXEC_MODE = "compiled"
+# How strided convolutions are lowered (strided_conv.py); part of the latency table's version key.
+STRIDED_CONV = "polyphase"
 _NOISE = re.compile(rb"^Warning: Scope Saving:.*\n?", re.MULTILINE)
 
 
 def lower_for_tuning(mod: Any, target: Any) -> Any:
-    """Decompose inference ops and run the zero pipeline (legalize, fold, fuse): the tuning view."""
-    import tvm
+    """Decompose inference ops and run the zero pipeline (legalize, fold, fuse): the tuning view.
+
+    Strided NCHW convolutions are legalized on a polyphase input (strided_conv.py), the rest as TVM does.
+    """
     from tvm import relax
     from tvm.relax import transform
 
     with target:
-        return tvm.transform.Sequential(
-            [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), relax.get_pipeline("zero")]
-        )(mod)
+        mod = transform.CanonicalizeBindings()(transform.DecomposeOpsForInference()(mod))
+        mod = transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_strided_conv2d})(mod)
+        return relax.get_pipeline("zero")(mod)
 
 
 def apply_database(mod: Any, target: Any, database: Any) -> tuple[Any, int]:

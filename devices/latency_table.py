@@ -49,15 +49,16 @@ CREATE INDEX IF NOT EXISTS latency_device ON latency (fingerprint, target_json, 
 
 
 def tvm_version() -> str:
-    """The installed TVM's version and the Relax VM mode nasc builds with (e.g. "0.27.0.post1 vm=compiled").
+    """The installed TVM's version and how nasc lowers and runs with it
+    (e.g. "0.27.0.post1 vm=compiled conv=polyphase").
 
-    A latency, or a built block, from another TVM or another VM mode is never reused.
+    A latency, or a built block, from another TVM, VM mode or convolution lowering is never reused.
     """
     import tvm
 
-    from nasc.compiler.build import VM_EXEC_MODE
+    from nasc.compiler.build import STRIDED_CONV, VM_EXEC_MODE
 
-    return f"{tvm.__version__} vm={VM_EXEC_MODE}"
+    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV}"
 
 
 @dataclass(frozen=True)
