@@ -1,8 +1,8 @@
 """The latency table: measured per-block latencies in SQLite (WAL, one transaction per entry).
 
 An entry's key is the block's full signature plus the device fingerprint, the full target JSON and
-the TVM version with the VM mode nasc builds in, so an entry measured for another target, device
-definition, TVM or VM mode is never reused.
+the TVM version with how nasc lowers and runs (see tvm_version), so an entry measured for another
+target, device definition, TVM, VM mode or convolution lowering is never reused.
 Rows are checked by constraints and written whole in one transaction: no partial entry can exist.
 """
 
