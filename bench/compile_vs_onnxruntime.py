@@ -6,7 +6,8 @@ cumulative: a larger budget tunes only the difference, as `nasc compile` does), 
 (warm-up, then `repeat` medians of `number` runs, each side in a fresh process). Prints a
 table of ratios nasc / onnxruntime (< 1.0: nasc is faster); nasc runs with TVM_NUM_THREADS set
 to the cores, the onnxruntime figure is the faster of its default threading and one thread.
-Run from the repository root:
+Each level is timed in `--rounds` rounds, both sides back to back, and the ratio reported is the
+median of the rounds' ratios (with their range). Run from the repository root:
 
     .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
 """
@@ -20,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,40 @@ def time_in_fresh_process(kind: str, path: Path, inputs: list[np.ndarray], names
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@dataclass(frozen=True)
+class TimingRound:
+    """One round: nasc, then onnxruntime with its default threading and with one thread, back to back."""
+
+    nasc_ms: float
+    ort_default_ms: float
+    ort_single_ms: float
+
+    @property
+    def ort_ms(self) -> float:
+        """onnxruntime at its best in this round (its default two threads swing between modes here)."""
+        return min(self.ort_default_ms, self.ort_single_ms)
+
+    @property
+    def ratio(self) -> float:
+        """nasc / onnxruntime within this round."""
+        return self.nasc_ms / self.ort_ms
+
+
+def time_round(library: Path, onnx_path: Path, inputs: list[np.ndarray], names: list[str], number: int,
+               repeat: int) -> TimingRound:
+    """Time both sides back to back, each in a fresh process.
+
+    This shared machine sometimes runs multi-threaded programs about 2x slower for minutes at a time;
+    figures taken seconds apart are mostly in the same mode, so ratios are formed within a round and
+    the benchmark reports their median, never a ratio of a slowed figure to a normal one.
+    """
+    nasc_ms = time_in_fresh_process("tvm", library, inputs, names, number, repeat,
+                                    env={"TVM_NUM_THREADS": str(os.cpu_count() or 1)})
+    ort_default_ms = time_in_fresh_process("ort", onnx_path, inputs, names, number, repeat)
+    ort_single_ms = time_in_fresh_process("ort", onnx_path, inputs, names, number, repeat, threads=1)
+    return TimingRound(nasc_ms, ort_default_ms, ort_single_ms)
+
+
 def _time_command(argv: list[str]) -> None:
     """--time KIND PATH INPUTS.npz NAMES NUMBER REPEAT THREADS: print the median ms."""
     kind, path, feed, names, number, repeat, threads = argv
@@ -162,6 +198,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,64,256,1024", help="total trials per model")
     parser.add_argument("--number", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timing rounds per level, each nasc then onnxruntime back to back; the ratio is "
+                             "the median of the rounds' ratios")
     parser.add_argument("--cache", default=None, help="tuning cache (default: a fresh temporary folder)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -189,21 +228,22 @@ def main() -> None:
                 lib = artifact.library_path
                 nasc_default_ms = time_in_fresh_process("tvm", lib, inputs, names, args.number, args.repeat,
                                                         env={"TVM_NUM_THREADS": None})
-                nasc_ms = time_in_fresh_process("tvm", lib, inputs, names, args.number, args.repeat,
-                                                env={"TVM_NUM_THREADS": str(os.cpu_count() or 1)})
-                # The peer is onnxruntime at its best here: default threads or one thread, whichever is
-                # faster in this run (its default two threads swing between modes on this 2-core machine).
-                ort_default_ms = time_in_fresh_process("ort", path, inputs, names, args.number, args.repeat)
-                ort_single_ms = time_in_fresh_process("ort", path, inputs, names, args.number, args.repeat, threads=1)
-                ort_ms = min(ort_default_ms, ort_single_ms)
+                timings = [time_round(lib, path, inputs, names, args.number, args.repeat) for _ in range(args.rounds)]
+                ratios = [t.ratio for t in timings]
+                nasc_ms = statistics.median(t.nasc_ms for t in timings)
+                ort_ms = statistics.median(t.ort_ms for t in timings)
                 row = {
                     "model": name, "tasks": tasks, "budget": budget, "trials_per_task": per_task,
                     "new_trials": artifact.tuning.trials_run, "compile_s": round(compile_s, 1),
                     "nasc_ms": round(nasc_ms, 4), "nasc_tvm_default_threads_ms": round(nasc_default_ms, 4),
                     "onnxruntime_ms": round(ort_ms, 4),
-                    "onnxruntime_default_threads_ms": round(ort_default_ms, 4),
-                    "onnxruntime_1_thread_ms": round(ort_single_ms, 4),
-                    "ratio": round(nasc_ms / ort_ms, 2), "max_abs_err": artifact.parity.max_abs_err,
+                    "onnxruntime_default_threads_ms": round(statistics.median(t.ort_default_ms for t in timings), 4),
+                    "onnxruntime_1_thread_ms": round(statistics.median(t.ort_single_ms for t in timings), 4),
+                    "ratio": round(statistics.median(ratios), 2),
+                    "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                    "rounds": [[round(t.nasc_ms, 4), round(t.ort_default_ms, 4), round(t.ort_single_ms, 4)]
+                               for t in timings],
+                    "max_abs_err": artifact.parity.max_abs_err,
                     "untuned_kept": untuned_kept(path, Path(artifact.tuning.database_dir))
                     if budget and artifact.tuning.database_dir else 0,
                 }
@@ -211,12 +251,14 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     print()
     print(f"{'model':<12} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
-          f"{'ort ms':>8} {'nasc/ort':>8} {'untuned kept':>12}")
+          f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12}")
     for r in rows:
         print(f"{r['model']:<12} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
-              f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} {r['untuned_kept']:>12}")
+              f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} "
+              f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} {r['untuned_kept']:>12}")
     print(f"\ncpu: {os.cpu_count()} cores (nasc timed with TVM_NUM_THREADS={os.cpu_count()}); medians of "
-          f"{args.repeat} x {args.number} runs, each side in a fresh process; ratio < 1: nasc faster")
+          f"{args.repeat} x {args.number} runs, each side in a fresh process; {args.rounds} rounds per level, "
+          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
