@@ -204,6 +204,8 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="tuning cache (default: a fresh temporary folder)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     budgets = sorted(int(b) for b in args.budgets.split(","))
     local = resolve_device("local")
     rows = []
