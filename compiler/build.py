@@ -15,6 +15,7 @@ from typing import Any
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 
+from .blocked_layout import channel_block, clip_calls_to_relax, convert_to_blocked_layout
 from .frontend import import_onnx
 from .onnx_model import load_onnx
 from .strided_conv import legalize_strided_conv2d
@@ -32,13 +33,18 @@ _NOISE = re.compile(rb"^Warning: Scope Saving:.*\n?", re.MULTILINE)
 def lower_for_tuning(mod: Any, target: Any) -> Any:
     """Decompose inference ops and run the zero pipeline (legalize, fold, fuse): the tuning view.
 
-    Strided NCHW convolutions are legalized on a polyphase input (strided_conv.py), the rest as TVM does.
+    On CPU targets the network runs in a channel-blocked layout (blocked_layout.py); strided NCHW
+    convolutions left over are legalized on a polyphase input (strided_conv.py), the rest as TVM does.
     """
     from tvm import relax
     from tvm.relax import transform
 
     with target:
         mod = transform.CanonicalizeBindings()(transform.DecomposeOpsForInference()(mod))
+        block = channel_block(target)
+        if block:
+            mod = clip_calls_to_relax(transform.FoldConstant()(mod))
+            mod = convert_to_blocked_layout(mod, block)
         mod = transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_strided_conv2d})(mod)
         return relax.get_pipeline("zero")(mod)
 

@@ -11,7 +11,9 @@ Measured on this 2-core x86 host, tuned with the same 93 trials per task and tim
 mbconv-96 ran in 0.221-0.227 ms with TVM's legalization and 0.183-0.192 ms with this one.
 
 Used as a custom legalization of `relax.nn.conv2d` (see :func:`legalize_strided_conv2d`); every other
-convolution keeps TVM's own legalization.
+convolution keeps TVM's own legalization. On CPU targets most convolutions are moved to the
+channel-blocked layout first (blocked_layout.py), where strides do not break vectorisation; this
+lowering covers the strided NCHW ones left (grouped convolutions, targets without the blocked pass).
 """
 
 from __future__ import annotations

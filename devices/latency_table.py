@@ -2,7 +2,7 @@
 
 An entry's key is the block's full signature plus the device fingerprint, the full target JSON and
 the TVM version with how nasc lowers and runs (see tvm_version), so an entry measured for another
-target, device definition, TVM, VM mode or convolution lowering is never reused.
+target, device definition, TVM, VM mode, convolution lowering or layout is never reused.
 Rows are checked by constraints and written whole in one transaction: no partial entry can exist.
 """
 
@@ -50,15 +50,16 @@ CREATE INDEX IF NOT EXISTS latency_device ON latency (fingerprint, target_json, 
 
 def tvm_version() -> str:
     """The installed TVM's version and how nasc lowers and runs with it
-    (e.g. "0.27.0.post1 vm=compiled conv=polyphase").
+    (e.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc").
 
-    A latency, or a built block, from another TVM, VM mode or convolution lowering is never reused.
+    A latency, or a built block, from another TVM, VM mode, convolution lowering or layout is never reused.
     """
     import tvm
 
+    from nasc.compiler.blocked_layout import LAYOUT
     from nasc.compiler.build import STRIDED_CONV, VM_EXEC_MODE
 
-    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV}"
+    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT}"
 
 
 @dataclass(frozen=True)

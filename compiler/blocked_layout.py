@@ -1,0 +1,382 @@
+"""Channel-blocked (NCHWc) layout for a whole network on CPU targets.
+
+In NCHW a convolution's innermost loop runs along the output width: strided convolutions read every
+second column, depthwise convolutions on small maps have short rows, and a dense convolution's weights
+are not contiguous in output channels. In NCHWc the channels are split into blocks of one vector's
+width (`[n, C/c, h, w, c]`), so every convolution vectorises over the channel block: the layout
+onnxruntime's CPU kernels use. Converting one layer at a time costs a transpose on each side, which
+eats the gain (measured in session 5), so this pass converts the network: a convolution's output stays
+blocked, and element-wise operators, channel concatenation, pooling and spatial means run on the
+blocked tensor. Only where an operator needs NCHW is the tensor turned back (the NCHW twin of every
+converted value is emitted and dead-code elimination removes the ones nothing reads).
+
+Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights;
+the block is the target's vector width in floats (16 with AVX-512, 4 with NEON). A convolution whose
+input channels are fewer than a block (a network's stem) reads its NCHW input directly. Everything
+else keeps NCHW and TVM's own lowering.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+# Layout name recorded with builds (compile.json, the latency table's version key).
+LAYOUT = "NCHWc"
+_ELEMENTWISE = frozenset({
+    "relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum",
+    "relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.tanh", "relax.nn.silu", "relax.nn.leakyrelu",
+})
+_POOLS = frozenset({"relax.nn.max_pool2d", "relax.nn.avg_pool2d"})
+_CLIP_HALF = re.compile(r"^(maximum|minimum)\d*$")
+
+
+def channel_block(target: Any) -> int:
+    """Floats per vector register of an LLVM CPU target (the channel block); 0 where the pass is off."""
+    from tvm.target import codegen
+
+    if target.kind.name != "llvm":
+        return 0
+    lanes = int(codegen.llvm_get_vector_width(target)) // 32
+    return lanes if lanes >= 4 else 0
+
+
+def block_for(channels: int, block: int) -> int:
+    """The largest block (the vector width, halved down to 4) that divides `channels`; 0 if none does."""
+    size = block
+    while size >= 4:
+        if channels % size == 0:
+            return size
+        size //= 2
+    return 0
+
+
+def _shape(expr: Any) -> tuple[int, ...] | None:
+    shape = getattr(getattr(expr, "ty", None), "shape", None)
+    try:
+        return tuple(int(d) for d in shape) if shape is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def to_blocked(n: Any, c: Any, h: Any, w: Any, *, block: int) -> tuple[Any, ...]:
+    """Index map NCHW -> NCHW{block}c."""
+    return n, c // block, h, w, c % block
+
+
+def conv2d_nchwc(data: Any, kernel: Any, *, strides: tuple[int, int], padding: tuple[int, int, int, int],
+                 depthwise: bool, out_dtype: str) -> Any:
+    """TE: convolution of blocked (or, for a stem, NCHW) `data` into NCHW{c}c.
+
+    `kernel` is `[O/co, C/ci, kh, kw, ci, co]` for a dense convolution, `[C/c, kh, kw, c]` for a
+    depthwise one (see :func:`block_dense_kernel`, :func:`block_depthwise_kernel`).
+    """
+    from tvm import te, tirx
+
+    blocked_input = len(data.shape) == 5
+    if blocked_input:
+        _, in_chunks, height, width, in_block = (int(d) for d in data.shape)
+    else:
+        _, in_block, height, width = (int(d) for d in data.shape)
+        in_chunks = 1
+    n_batch = int(data.shape[0])
+    if depthwise:
+        out_chunks, k_h, k_w, out_block = (int(d) for d in kernel.shape)
+    else:
+        out_chunks, _, k_h, k_w, _, out_block = (int(d) for d in kernel.shape)
+    s_h, s_w = strides
+    pad_top, pad_left, pad_bottom, pad_right = padding
+    out_h = (height + pad_top + pad_bottom - k_h) // s_h + 1
+    out_w = (width + pad_left + pad_right - k_w) // s_w + 1
+    zero = tirx.const(0, data.dtype)
+
+    def read(n, chunk, y, x, lane):
+        return data[n, chunk, y, x, lane] if blocked_input else data[n, chunk * in_block + lane, y, x]
+
+    if any(padding):
+        def padded_value(n, chunk, y, x, lane):
+            yy, xx = y - pad_top, x - pad_left
+            inside = tirx.all(yy >= 0, yy < height, xx >= 0, xx < width)
+            return tirx.if_then_else(inside, read(n, chunk, yy, xx, lane), zero)
+
+        padded = te.compute((n_batch, in_chunks, height + pad_top + pad_bottom, width + pad_left + pad_right,
+                             in_block), padded_value, name="pad_nchwc")
+
+        def source(n, chunk, y, x, lane):
+            return padded[n, chunk, y, x, lane]
+    else:
+        source = read
+
+    ry = te.reduce_axis((0, k_h), name="ry")
+    rx = te.reduce_axis((0, k_w), name="rx")
+    if depthwise:
+        def depthwise_conv(n, oc, y, x, lane):
+            value = source(n, oc, y * s_h + ry, x * s_w + rx, lane).astype(out_dtype)
+            return te.sum(value * kernel[oc, ry, rx, lane].astype(out_dtype), axis=[ry, rx])
+
+        return te.compute((n_batch, out_chunks, out_h, out_w, out_block), depthwise_conv,
+                          name="depthwise_conv2d_nchwc")
+    rc_outer = te.reduce_axis((0, in_chunks), name="rc_outer")
+    rc_inner = te.reduce_axis((0, in_block), name="rc_inner")
+
+    def dense_conv(n, oc, y, x, lane):
+        value = source(n, rc_outer, y * s_h + ry, x * s_w + rx, rc_inner).astype(out_dtype)
+        weight = kernel[oc, rc_outer, ry, rx, rc_inner, lane].astype(out_dtype)
+        return te.sum(value * weight, axis=[rc_outer, ry, rx, rc_inner])
+
+    return te.compute((n_batch, out_chunks, out_h, out_w, out_block), dense_conv, name="conv2d_nchwc")
+
+
+def block_dense_kernel(weight: np.ndarray, in_block: int, out_block: int) -> np.ndarray:
+    """OIHW -> [O/co, C/ci, kh, kw, ci, co]."""
+    out_c, in_c, k_h, k_w = weight.shape
+    split = weight.reshape(out_c // out_block, out_block, in_c // in_block, in_block, k_h, k_w)
+    return np.ascontiguousarray(split.transpose(0, 2, 4, 5, 3, 1))
+
+
+def block_depthwise_kernel(weight: np.ndarray, block: int) -> np.ndarray:
+    """[C, 1, kh, kw] -> [C/c, kh, kw, c]."""
+    channels, _, k_h, k_w = weight.shape
+    return np.ascontiguousarray(weight.reshape(channels // block, block, k_h, k_w).transpose(0, 2, 3, 1))
+
+
+def block_channel_constant(value: np.ndarray, channels: int, block: int) -> np.ndarray | None:
+    """A constant that broadcasts against an NCHW tensor, as one that broadcasts against its NCHW{c}c
+    form; None when it varies along more than channels (or is not broadcastable)."""
+    if value.size == 1:
+        return value.reshape(()) if value.ndim <= 4 else None
+    if value.ndim > 4:
+        return None
+    full = value.reshape((1,) * (4 - value.ndim) + value.shape)
+    if full.shape != (1, channels, 1, 1):
+        return None
+    return np.ascontiguousarray(full.reshape(1, channels // block, block, 1, 1).transpose(0, 1, 3, 4, 2))
+
+
+def clip_calls_to_relax(mod: Any) -> Any:
+    """Turn the importer's Clip halves (`call_tir` of TOPI maximum/minimum with a 0-d bound) back into
+    Relax `maximum` / `minimum`, so layout passes see them as element-wise operators."""
+    import tvm
+    from tvm import relax, te, tirx, topi
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+    from tvm_ffi import structural_equal
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    @mutator
+    class _ClipRewriter(PyExprMutator):
+        def visit_call_(self, call: Any) -> Any:
+            call = super().visit_call_(call)
+            if not call.op.same_as(call_tir) or not isinstance(call.args[0], tvm.ir.GlobalVar):
+                return call
+            match = _CLIP_HALF.match(call.args[0].name_hint)
+            args = list(call.args[1].fields) if isinstance(call.args[1], relax.Tuple) else []
+            shapes = [_shape(a) for a in args]
+            if match is None or len(args) != 2 or None in shapes or shapes[1] != ():
+                return call
+            dtype = args[0].ty.dtype
+            placeholders = [te.placeholder([tirx.IntImm("int64", d) for d in s], dtype, name=f"x{i}")
+                            for i, s in enumerate(shapes)]
+            topi_op = topi.maximum if match.group(1) == "maximum" else topi.minimum
+            expected = te.create_prim_func([*placeholders, topi_op(*placeholders)])
+            func = mod[call.args[0]]
+            if not structural_equal(func.body, expected.body, map_free_vars=True):
+                return call
+            relax_op = relax.op.maximum if match.group(1) == "maximum" else relax.op.minimum
+            return relax_op(*args)
+
+    return _rewrite_relax_functions(mod, _ClipRewriter(mod))
+
+
+def convert_to_blocked_layout(mod: Any, block: int) -> Any:
+    """Run the network's convolutions and what follows them in NCHW{c}c (see the module docstring).
+
+    Expects constants folded (weights and biases as constants) and Clip as Relax ops
+    (:func:`clip_calls_to_relax`). Returns the module with unused NCHW twins removed.
+    """
+    return _rewrite_relax_functions(mod, _make_converter(mod, block))
+
+
+def _rewrite_relax_functions(mod: Any, mutator: Any) -> Any:
+    """Run `mutator` over every Relax function of `mod` (keeping the PrimFuncs it adds), then drop
+    what nothing uses."""
+    from tvm import relax
+
+    for gvar, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gvar, mutator.visit_expr(func))
+    return relax.transform.DeadCodeElimination()(mutator.builder_.get())
+
+
+def _make_converter(mod: Any, block: int) -> Any:
+    import tvm
+    from tvm import relax
+    from tvm.ir.expr import GenericConst
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    @mutator
+    class _BlockedLayout(PyExprMutator):
+        def __init__(self, module: Any) -> None:
+            super().__init__(module)
+            self.blocked: dict[Any, tuple[Any, int]] = {}  # NCHW var -> (its NCHW{c}c twin, c)
+
+        # --- helpers -------------------------------------------------------------------------
+        def twin(self, var: Any, size: int) -> Any:
+            """`var`'s blocked twin with block `size`, converting it if it has none."""
+            known = self.blocked.get(var)
+            if known is not None and known[1] == size:
+                return known[0]
+            value = self.builder_.emit(relax.op.layout_transform(var, lambda n, c, h, w: to_blocked(
+                n, c, h, w, block=size)), "blocked")
+            self.blocked.setdefault(var, (value, size))
+            return value
+
+        def bind(self, original: Any, value: Any, size: int) -> None:
+            """`value` (blocked) now stands for `original`: emit its NCHW twin under the original's kind."""
+            nchw = relax.op.layout_transform(value, lambda n, c_outer, h, w, c_inner: (
+                n, c_outer * size + c_inner, h, w))
+            if isinstance(original, relax.DataflowVar):
+                new_var = self.builder_.emit(nchw, original.name)
+            else:
+                new_var = self.builder_.emit_output(nchw, original.name)
+            self.set_var_remap(original, new_var)
+            self.blocked[new_var] = (value, size)
+
+        # --- the rewrite ---------------------------------------------------------------------
+        def visit_var_binding_(self, binding: Any) -> None:
+            value = self.visit_expr(binding.value)
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+                result = self.convert(value)
+                if result is not None:
+                    self.bind(binding.var, *result)
+                    return
+            super().visit_var_binding_(binding)
+
+        def convert(self, call: Any) -> tuple[Any, int] | None:
+            name = call.op.name
+            if name == "relax.nn.conv2d":
+                return self.conv2d(call)
+            if name in _ELEMENTWISE:
+                return self.elementwise(call)
+            if name == "relax.concat":
+                return self.concat(call)
+            if name in _POOLS:
+                return self.pool(call)
+            if name == "relax.mean":
+                return self.spatial_mean(call)
+            return None
+
+        def conv2d(self, call: Any) -> tuple[Any, int] | None:
+            attrs = call.attrs
+            data, weight = call.args
+            data_shape, weight_shape = _shape(data), _shape(weight)
+            if (attrs.data_layout, attrs.kernel_layout, str(attrs.out_layout)) != ("NCHW", "OIHW", "NCHW"):
+                return None
+            if _ints(attrs.dilation) != (1, 1) or not isinstance(weight, GenericConst):
+                return None
+            if data_shape is None or weight_shape is None or len(data_shape) != 4:
+                return None
+            in_channels, out_channels, groups = data_shape[1], weight_shape[0], int(attrs.groups)
+            depthwise = groups > 1 and groups == in_channels == out_channels and weight_shape[1] == 1
+            if groups != 1 and not depthwise:
+                return None
+            known = self.blocked.get(data)
+            out_block = known[1] if depthwise and known else block_for(out_channels, block)
+            if out_block == 0:
+                return None
+            if depthwise:
+                source = self.twin(data, out_block)
+                kernel = block_depthwise_kernel(weight.value.numpy(), out_block)
+            else:
+                if known is not None and in_channels % known[1] == 0:
+                    source, in_block = known
+                elif block_for(in_channels, block):
+                    in_block = block_for(in_channels, block)
+                    source = self.twin(data, in_block)
+                elif in_channels < block:
+                    source, in_block = data, in_channels  # a stem: read NCHW directly
+                else:
+                    return None
+                kernel = block_dense_kernel(weight.value.numpy(), in_block, out_block)
+            out_dtype = str(attrs.out_dtype)
+            if out_dtype in ("", "void", "None"):
+                out_dtype = data.ty.dtype
+            value = self.builder_.call_te(
+                conv2d_nchwc, source, relax.const(kernel), strides=_ints(attrs.strides),
+                padding=_ints(attrs.padding), depthwise=depthwise, out_dtype=out_dtype,
+                primfunc_name_hint="depthwise_conv2d_nchwc" if depthwise else "conv2d_nchwc",
+            )
+            return self.builder_.emit(value, "conv_blocked"), out_block
+
+        def elementwise(self, call: Any) -> tuple[Any, int] | None:
+            out_shape = _shape(call)
+            if out_shape is None or len(out_shape) != 4:
+                return None
+            sizes = {self.blocked[a][1] for a in call.args if a in self.blocked}
+            if len(sizes) != 1:
+                return None
+            size = sizes.pop()
+            if out_shape[1] % size:
+                return None
+            args = []
+            for arg in call.args:
+                arg_shape = _shape(arg)
+                if not isinstance(arg, relax.Expr) or arg_shape is None:
+                    args.append(arg)  # attribute-like arguments (PrimValue bounds)
+                elif arg_shape == out_shape:
+                    args.append(self.twin(arg, size))
+                elif isinstance(arg, GenericConst):
+                    blocked_value = block_channel_constant(arg.value.numpy(), out_shape[1], size)
+                    if blocked_value is None:
+                        return None
+                    args.append(relax.const(blocked_value))
+                elif arg_shape == ():
+                    args.append(arg)
+                else:
+                    return None
+            return self.builder_.emit(relax.Call(call.op, args, call.attrs), "blocked"), size
+
+        def concat(self, call: Any) -> tuple[Any, int] | None:
+            parts = call.args[0]
+            if int(call.attrs.axis) not in (1, -3) or not isinstance(parts, relax.Tuple):
+                return None
+            if any(p not in self.blocked for p in parts.fields):
+                return None
+            sizes = {self.blocked[p][1] for p in parts.fields}
+            if len(sizes) != 1:
+                return None
+            size = sizes.pop()
+            joined = relax.op.concat([self.blocked[p][0] for p in parts.fields], axis=1)
+            return self.builder_.emit(joined, "blocked"), size
+
+        def pool(self, call: Any) -> tuple[Any, int] | None:
+            data = call.args[0]
+            attrs = call.attrs
+            if data not in self.blocked or attrs.layout != "NCHW" or str(attrs.out_layout) != "NCHW":
+                return None
+            source, size = self.blocked[data]
+            pool_op = relax.op.nn.max_pool2d if call.op.name == "relax.nn.max_pool2d" else relax.op.nn.avg_pool2d
+            pooled = pool_op(
+                source, pool_size=_ints(attrs.pool_size), strides=_ints(attrs.strides),
+                padding=_ints(attrs.padding), dilation=_ints(attrs.dilation), ceil_mode=bool(attrs.ceil_mode),
+                count_include_pad=bool(attrs.count_include_pad), layout=f"NCHW{size}c", out_layout=f"NCHW{size}c",
+            )
+            return self.builder_.emit(pooled, "blocked"), size
+
+        def spatial_mean(self, call: Any) -> tuple[Any, int] | None:
+            data = call.args[0]
+            axes = call.attrs.axis
+            if data not in self.blocked or axes is None or not bool(call.attrs.keepdims):
+                return None
+            if sorted(int(a) % 4 for a in axes) != [2, 3]:
+                return None
+            source, size = self.blocked[data]
+            return self.builder_.emit(relax.op.mean(source, axis=[2, 3], keepdims=True), "blocked"), size
+
+    return _BlockedLayout(mod)
