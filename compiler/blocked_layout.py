@@ -10,7 +10,8 @@ blocked, and element-wise operators, channel concatenation, pooling and spatial 
 blocked tensor. Only where an operator needs NCHW is the tensor turned back (the NCHW twin of every
 converted value is emitted and dead-code elimination removes the ones nothing reads).
 
-Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights;
+Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights
+(and dropout, an identity at inference, passes the blocked tensor through);
 the block is the target's vector width in floats (16 with AVX-512, 4 with NEON). A convolution whose
 input channels are fewer than a block (a network's stem) reads its NCHW input directly. Everything
 else keeps NCHW and TVM's own lowering.
@@ -251,12 +252,22 @@ def _make_converter(mod: Any, block: int) -> Any:
         # --- the rewrite ---------------------------------------------------------------------
         def visit_var_binding_(self, binding: Any) -> None:
             value = self.visit_expr(binding.value)
+            result = None
             if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
                 result = self.convert(value)
-                if result is not None:
-                    self.bind(binding.var, *result)
-                    return
+            elif isinstance(value, relax.TupleGetItem) and value.index == 0:
+                result = self.dropout_output(value.tuple_value)
+            if result is not None:
+                self.bind(binding.var, *result)
+                return
             super().visit_var_binding_(binding)
+
+        def dropout_output(self, tuple_var: Any) -> tuple[Any, int] | None:
+            """Dropout's output at inference is its input (the mask is unused)."""
+            producer = self.lookup_binding(tuple_var) if isinstance(tuple_var, relax.Var) else None
+            if not isinstance(producer, relax.Call) or getattr(producer.op, "name", "") != "relax.nn.dropout":
+                return None
+            return self.blocked.get(producer.args[0])
 
         def convert(self, call: Any) -> tuple[Any, int] | None:
             name = call.op.name
