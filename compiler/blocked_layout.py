@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-# Layout name recorded with builds (compile.json, the latency table's version key).
+from .strided_conv import conv_out_dtype, static_ints
+
+# The layout's name in the latency table's version key (devices/latency_table.py).
 LAYOUT = "NCHWc"
 _ELEMENTWISE = frozenset({
     "relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum",
@@ -56,14 +58,7 @@ def block_for(channels: int, block: int) -> int:
 
 def _shape(expr: Any) -> tuple[int, ...] | None:
     shape = getattr(getattr(expr, "ty", None), "shape", None)
-    try:
-        return tuple(int(d) for d in shape) if shape is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _ints(values: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
+    return static_ints(shape) if shape is not None else None
 
 
 def to_blocked(n: Any, c: Any, h: Any, w: Any, *, block: int) -> tuple[Any, ...]:
@@ -289,7 +284,7 @@ def _make_converter(mod: Any, block: int) -> Any:
             data_shape, weight_shape = _shape(data), _shape(weight)
             if (attrs.data_layout, attrs.kernel_layout, str(attrs.out_layout)) != ("NCHW", "OIHW", "NCHW"):
                 return None
-            if _ints(attrs.dilation) != (1, 1) or not isinstance(weight, GenericConst):
+            if static_ints(attrs.dilation) != (1, 1) or not isinstance(weight, GenericConst):
                 return None
             if data_shape is None or weight_shape is None or len(data_shape) != 4:
                 return None
@@ -315,12 +310,9 @@ def _make_converter(mod: Any, block: int) -> Any:
                 else:
                     return None
                 kernel = block_dense_kernel(weight.value.numpy(), in_block, out_block)
-            out_dtype = str(attrs.out_dtype)
-            if out_dtype in ("", "void", "None"):
-                out_dtype = data.ty.dtype
             value = self.builder_.call_te(
-                conv2d_nchwc, source, relax.const(kernel), strides=_ints(attrs.strides),
-                padding=_ints(attrs.padding), depthwise=depthwise, out_dtype=out_dtype,
+                conv2d_nchwc, source, relax.const(kernel), strides=static_ints(attrs.strides),
+                padding=static_ints(attrs.padding), depthwise=depthwise, out_dtype=conv_out_dtype(call),
                 primfunc_name_hint="depthwise_conv2d_nchwc" if depthwise else "conv2d_nchwc",
             )
             return self.builder_.emit(value, "conv_blocked"), out_block
@@ -374,9 +366,10 @@ def _make_converter(mod: Any, block: int) -> Any:
             source, size = self.blocked[data]
             pool_op = relax.op.nn.max_pool2d if call.op.name == "relax.nn.max_pool2d" else relax.op.nn.avg_pool2d
             pooled = pool_op(
-                source, pool_size=_ints(attrs.pool_size), strides=_ints(attrs.strides),
-                padding=_ints(attrs.padding), dilation=_ints(attrs.dilation), ceil_mode=bool(attrs.ceil_mode),
-                count_include_pad=bool(attrs.count_include_pad), layout=f"NCHW{size}c", out_layout=f"NCHW{size}c",
+                source, pool_size=static_ints(attrs.pool_size), strides=static_ints(attrs.strides),
+                padding=static_ints(attrs.padding), dilation=static_ints(attrs.dilation),
+                ceil_mode=bool(attrs.ceil_mode), count_include_pad=bool(attrs.count_include_pad),
+                layout=f"NCHW{size}c", out_layout=f"NCHW{size}c",
             )
             return self.builder_.emit(pooled, "blocked"), size
 

@@ -54,11 +54,18 @@ def polyphase_conv2d_nchw(data: Any, kernel: Any, strides: tuple[int, int], padd
     return te.compute((n_batch, out_channels, out_h, out_w), conv, name="conv2d_polyphase")
 
 
-def _static_ints(values: Any) -> tuple[int, ...] | None:
+def static_ints(values: Any) -> tuple[int, ...] | None:
+    """`values` (shape dims or attribute entries) as ints; None when any is not a constant."""
     try:
         return tuple(int(v) for v in values)
     except (TypeError, ValueError):
         return None
+
+
+def conv_out_dtype(call: Any) -> str:
+    """A Relax conv2d's output dtype: its `out_dtype` attribute, or its input's dtype when unset."""
+    out_dtype = str(call.attrs.out_dtype)
+    return out_dtype if out_dtype not in ("", "void", "None") else str(call.args[0].ty.dtype)
 
 
 def legalize_strided_conv2d(bb: Any, call: Any) -> Any:
@@ -67,19 +74,18 @@ def legalize_strided_conv2d(bb: Any, call: Any) -> Any:
     from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
 
     attrs = call.attrs
-    strides = _static_ints(attrs.strides)
-    data_shape = _static_ints(call.args[0].ty.shape or ())
-    kernel_shape = _static_ints(call.args[1].ty.shape or ())
+    strides = static_ints(attrs.strides)
+    data_shape = static_ints(call.args[0].ty.shape or ())
+    kernel_shape = static_ints(call.args[1].ty.shape or ())
     eligible = (
         attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-        and strides is not None and max(strides) > 1 and _static_ints(attrs.dilation) == (1, 1)
+        and strides is not None and max(strides) > 1 and static_ints(attrs.dilation) == (1, 1)
         and data_shape is not None and len(data_shape) == 4 and kernel_shape is not None
     )
     if not eligible:
         return _nn_conv2d(bb, call)
-    out_dtype = attrs.out_dtype if str(attrs.out_dtype) not in ("", "void", "None") else call.args[0].ty.dtype
     return bb.call_te(
         polyphase_conv2d_nchw, call.args[0], call.args[1], strides=strides,
-        padding=_static_ints(attrs.padding), groups=int(attrs.groups), out_dtype=str(out_dtype),
+        padding=static_ints(attrs.padding), groups=int(attrs.groups), out_dtype=conv_out_dtype(call),
         primfunc_name_hint="conv2d",
     )
