@@ -77,10 +77,11 @@ def _tune(mod, target, device: DeviceSpec, settings: CompileSettings, database_d
         from .remote_tuning import tune_on_device
 
         label = " (EMULATED timings)" if device.emulated else ""
-        reporter.stage("tune", f"{settings.trials} trials per task, measured on {device.name} over RPC{label}")
+        reporter.stage("tune", f"{settings.trials} trials per task on average, measured on {device.name} "
+                               f"over RPC{label}")
         return tune_on_device(lower_for_tuning(mod, target), target, device, database_dir, settings, cache_dir,
                               reporter)
-    reporter.stage("tune", f"{settings.trials} trials per task")
+    reporter.stage("tune", f"{settings.trials} trials per task on average, spread by run-time weight")
     return tune_module(
         lower_for_tuning(mod, target), target, database_dir, settings.trials,
         trials_per_iteration=settings.trials_per_iteration, seed=settings.seed, reporter=reporter,

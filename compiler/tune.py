@@ -1,8 +1,11 @@
 """MetaSchedule tuning with a database kept on disk per target and reused across runs and models.
 
-A workload (one fused operator with its shapes, for one target) is tuned up to the requested
-number of trials once; later compiles of any model that contains it spend no trials on it.
-The budget is per task, so every task gets its share (TVM-NOTES.md: a global budget starves most).
+A workload (one fused operator with its shapes, for one target) is tuned once at a given budget;
+later compiles of any model that contains it spend no trials on it (tuning_budget.py keeps count).
+The budget is given per task and spent over the model's untuned tasks together: every task gets a
+first round, then MetaSchedule's gradient scheduler (Ansor's) gives the rest to the tasks that
+weigh most in the model's run time, instead of the same number to a 2-microsecond add as to the
+convolution that takes a third of the run.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from typing import Any, Protocol
 
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
-from nasc.fsutil import atomic_copy, exclusive_lock, write_json_atomic
+from nasc.fsutil import atomic_copy, exclusive_lock
 
 from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
+from .tuning_budget import TuningBudget
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
-BUDGET_FILE = "trials.json"
 _MS_LOGGER = "tvm.s_tir.meta_schedule"
 BUILD_TIMEOUT_S = 300.0
-CHUNK_TASKS = 4  # tasks tuned between two merges into the on-disk database
+CHECKPOINT_S = 30.0  # at most this long between two merges of a run's records into the on-disk database
 RUN_TIMEOUT_S = 120.0
 # Each candidate runs repeatedly for at least this long. TVM's default of 100 ms cost about a
 # quarter of tuning time here; operators of a few microseconds still run thousands of times.
@@ -216,12 +219,13 @@ def _copy_databases(source: Path, dest: Path) -> None:
                 atomic_copy(folder / name, dest / folder.relative_to(source) / name)
 
 
-def _chunks(todo: list[int], needs: list[int]) -> Iterator[list[int]]:
-    """Tasks to tune together: same remaining budget, at most CHUNK_TASKS at a time."""
-    for need in sorted({needs[i] for i in todo}):
-        group = [i for i in todo if needs[i] == need]
-        for start in range(0, len(group), CHUNK_TASKS):
-            yield group[start : start + CHUNK_TASKS]
+def trials_per_round(trials: int, tasks: int, cap: int) -> int:
+    """Candidates measured per scheduling round when `trials` are spread over `tasks` tasks.
+
+    Every task gets one round first, so a round is at most half of the average share: the other
+    half (or more) is left for the gradient scheduler to hand to the tasks that weigh most.
+    """
+    return max(1, min(cap, trials // (2 * max(1, tasks))))
 
 
 class _Tally:
@@ -237,13 +241,17 @@ class _Tally:
         self.first_error: str | None = None
         self.default_us: dict[int, float | None] = {}  # untuned schedule's time, for tasks timed this run
 
-    def callback(self, task_ids: list[int], weights: list[int]):
-        """A MeasureCallback for one tune_tasks call whose local task ids map to `task_ids`."""
+    def callback(self, task_ids: list[int], weights: list[int], checkpoint: Callable[[], None]):
+        """A MeasureCallback for one tune_tasks call whose local task ids map to `task_ids`.
+
+        It calls `checkpoint` after a batch when CHECKPOINT_S seconds have passed since the last call.
+        """
         import numpy as np
         from tvm.ir.utils import derived_object
         from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
         tally = self
+        last_checkpoint = [time.monotonic()]
         for task, weight in zip(task_ids, weights, strict=True):
             tally.weights[task] = weight
 
@@ -262,6 +270,9 @@ class _Tally:
                             tally.best_secs[task] = secs
                     elif tally.first_error is None:
                         tally.first_error = str(error or "no timing returned")
+                if time.monotonic() - last_checkpoint[0] >= CHECKPOINT_S:
+                    checkpoint()
+                    last_checkpoint[0] = time.monotonic()
                 if tally.reporter is not None:
                     estimate = sum(tally.best_secs[t] * tally.weights[t] for t in tally.best_secs) * 1e3
                     tally.reporter.tuning_progress(tally.done, estimate if tally.best_secs else None)
@@ -309,11 +320,13 @@ def tune_module(
     reporter: TuningReporter | None = None,
     measurement: Callable[[], AbstractContextManager[Measurement]] | None = None,
 ) -> TuningSummary:
-    """Tune every task of `mod` (already lowered by build.lower_for_tuning) up to `trials_per_task`.
+    """Tune the tasks of `mod` (already lowered by build.lower_for_tuning) at `trials_per_task`.
 
-    Tasks already tuned to that budget in `database_dir` get no trials. Tasks are tuned a few at
-    a time and each finished chunk is merged into the database atomically, so an interrupted or
-    failed run keeps what it completed and never leaves a half-written database.
+    Tasks whose workload a run at this budget or a bigger one has tuned get no trials. The others
+    share `trials_per_task` times their number, less what earlier runs spent on them: one round each
+    of at most `trials_per_iteration` candidates, the rest by MetaSchedule's gradient scheduler.
+    The run's records are merged into the database atomically every CHECKPOINT_S seconds, so an
+    interrupted or failed run keeps what it measured and never leaves a half-written database.
     `measurement` opens where candidates are timed, only when some task needs trials (default:
     :func:`host_measurement`; remote_tuning times them on a device over RPC).
     """
@@ -327,14 +340,16 @@ def tune_module(
     _quiet_meta_schedule()
     extracted = [t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)]
     with exclusive_lock(database_dir / ".lock"):
-        budget_path = database_dir / BUDGET_FILE
-        budget: dict[str, int] = json.loads(budget_path.read_text()) if budget_path.exists() else {}
+        budget = TuningBudget.load(database_dir)
         hashes = [_workload_hash(t.dispatched[0]) for t in extracted]
-        needs = [max(0, trials_per_task - budget.get(h, 0)) for h in hashes]
+        spent_before = [budget.get(h).trials for h in hashes]
+        # The least tuned first: a resumed run's first rounds go to the tasks the interruption left out.
+        todo = sorted((i for i, h in enumerate(hashes) if budget.get(h).level < trials_per_task),
+                      key=lambda i: spent_before[i])
+        remaining = trials_per_task * len(todo) - sum(spent_before[i] for i in todo)
         tally = _Tally(reporter)
-        todo = [i for i, n in enumerate(needs) if n > 0]
         where, emulated = "", False
-        if todo:
+        if todo and remaining > 0:
             with (measurement or host_measurement)() as measure, \
                     tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
                 where, emulated = measure.where, measure.emulated
@@ -348,59 +363,67 @@ def tune_module(
                 # start a worker and build, and a timed-out candidate is a wasted trial.
                 builder = PooledLocalBuilder(max_workers=workers, timeout_sec=BUILD_TIMEOUT_S,
                                              f_export=measure.f_export)
+                counted: dict[int, int] = {}
+
+                def checkpoint() -> None:
+                    """Merge what this run measured into the database folder and count its trials."""
+                    if tally.measured == 0:
+                        return  # nothing timed yet: spending the budget on failures would lose it for good
+                    _copy_databases(work_dir, database_dir)
+                    for i in todo:
+                        budget.add_trials(hashes[i], tally.trials.get(i, 0) - counted.get(i, 0))
+                        counted[i] = tally.trials.get(i, 0)
+                    budget.save()
+
                 if reporter is not None:
-                    reporter.tuning_started(sum(needs[i] for i in todo), len(todo))
+                    reporter.tuning_started(remaining, len(todo))
                 try:
-                    for chunk in _chunks(todo, needs):
-                        need = needs[chunk[0]]
-                        measured_before = tally.measured
-                        done_before = tally.done
-                        _quiet_meta_schedule()
-                        untimed = [(i, extracted[i].dispatched[0]) for i in chunk
-                                   if not defaults.has_workload(extracted[i].dispatched[0])]
-                        for timing in record_default_schedules(untimed, target, builder, measure.runner, defaults):
-                            tally.default_us[timing.task_index] = timing.run_us
-                        contexts, weights = extracted_tasks_to_tune_contexts(
-                            [extracted[i] for i in chunk], str(work_dir), seed=seed,
-                            strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(need)),
+                    _quiet_meta_schedule()
+                    untimed = [(i, extracted[i].dispatched[0]) for i in todo
+                               if not defaults.has_workload(extracted[i].dispatched[0])]
+                    for timing in record_default_schedules(untimed, target, builder, measure.runner, defaults):
+                        tally.default_us[timing.task_index] = timing.run_us
+                    contexts, weights = extracted_tasks_to_tune_contexts(
+                        [extracted[i] for i in todo], str(work_dir), seed=seed,
+                        strategy=ms.search_strategy.EvolutionarySearch(
+                            population_size=population_size(trials_per_task)),
+                    )
+                    callback = tally.callback(todo, [int(w) for w in weights], checkpoint)
+                    try:
+                        ms.tune_tasks(
+                            tasks=contexts,
+                            task_weights=weights,
+                            work_dir=str(work_dir),
+                            max_trials_global=remaining,
+                            num_trials_per_iter=trials_per_round(remaining, len(todo), trials_per_iteration),
+                            database=database,
+                            builder=builder,
+                            runner=measure.runner,
+                            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                            task_scheduler=ms.task_scheduler.GradientBased(seed=seed),
                         )
-                        callback = tally.callback(chunk, [int(w) for w in weights])
-                        try:
-                            ms.tune_tasks(
-                                tasks=contexts,
-                                task_weights=weights,
-                                work_dir=str(work_dir),
-                                max_trials_global=need * len(chunk),
-                                max_trials_per_task=need,
-                                num_trials_per_iter=min(trials_per_iteration, need),
-                                database=database,
-                                builder=builder,
-                                runner=measure.runner,
-                                measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
-                            )
-                        except Exception as exc:
-                            raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
-                        if tally.done > done_before and tally.measured == measured_before:
-                            # Nothing is recorded: a budget spent on failures would never be tuned again.
-                            raise CompileError(
-                                f"MetaSchedule tuning measured none of {tally.done - done_before} candidates on "
-                                f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
-                            )
-                        # Merge after every chunk: an interrupted run keeps what it finished.
-                        _copy_databases(work_dir, database_dir)
-                        for i in chunk:
-                            budget[hashes[i]] = trials_per_task
-                        write_json_atomic(budget_path, budget)
+                    except Exception as exc:
+                        raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
+                    if tally.done > 0 and tally.measured == 0:
+                        # Nothing is recorded: a budget spent on failures would never be tuned again.
+                        raise CompileError(
+                            f"MetaSchedule tuning measured none of {tally.done} candidates on "
+                            f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
+                        )
+                    checkpoint()
                 finally:
                     builder.shutdown()
+        if todo:
+            budget.complete((hashes[i] for i in todo), trials_per_task)
+            budget.save()
     tasks = tuple(
         TaskTuning(
             name=t.task_name,
             workload=hashes[i],
             weight=int(t.weight),
-            trials_before=trials_per_task - needs[i],
-            trials_run=tally.trials.get(i, 0) if todo else 0,
-            best_us=round(tally.best_secs[i] * 1e6, 3) if todo and i in tally.best_secs else None,
+            trials_before=spent_before[i],
+            trials_run=tally.trials.get(i, 0),
+            best_us=round(tally.best_secs[i] * 1e6, 3) if i in tally.best_secs else None,
             default_us=_rounded(tally.default_us.get(i)),
         )
         for i, t in enumerate(extracted)
@@ -408,7 +431,7 @@ def tune_module(
     return TuningSummary(
         database_dir=str(database_dir),
         trials_per_task=trials_per_task,
-        trials_run=tally.done if todo else 0,
+        trials_run=tally.done,
         seconds=time.perf_counter() - started,
         tasks=tasks,
         measured_on=where,

@@ -15,7 +15,8 @@ from nasc.cli import console, get_config, handles_errors, main, out
 @click.option("--device", "-d", default=None,
               help="Device name from build.toml or a built-in profile (default: [project].device).")
 @click.option("--trials", type=click.IntRange(min=0), default=None,
-              help="MetaSchedule trials per tuning task; 0 = no new tuning, records already in the tuning "
+              help="MetaSchedule trials per tuning task, on average (tasks that weigh more in the run get more); "
+                   "0 = no new tuning, records already in the tuning "
                    "database are still applied (default: [compile].trials).")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: <output_dir>/<model>-<device>).")

@@ -36,8 +36,8 @@ class ProjectSettings:
 class CompileSettings:
     """[compile]: export, tuning and parity settings."""
 
-    trials: int = 0  # MetaSchedule trials per tuning task; 0 = no tuning
-    trials_per_iteration: int = 32  # candidates measured per search round (tune.population_size)
+    trials: int = 0  # MetaSchedule trials per tuning task, on average; 0 = no tuning
+    trials_per_iteration: int = 32  # at most this many candidates measured per search round
     opset: int = 17
     atol: float = 1e-4
     rtol: float = 1e-3
