@@ -1,7 +1,8 @@
 """Benchmark: nasc-compiled artifacts vs onnxruntime on this machine, at several tuning budgets.
 
 For each model and each total trial budget (budget // tasks trials per task on average, spread by
-MetaSchedule's gradient scheduler, and cumulative: a larger budget tunes only the difference, as `nasc compile` does), compile for
+MetaSchedule's gradient scheduler, and cumulative: a larger budget tunes only the difference, as
+`nasc compile` does), compile for
 `local`, then time the artifact and onnxruntime in the same run with the same protocol
 (warm-up, then `repeat` medians of `number` runs, each side in a fresh process). Prints a
 table of ratios nasc / onnxruntime (< 1.0: nasc is faster); nasc runs with TVM_NUM_THREADS set

@@ -410,9 +410,11 @@ def tune_module(
                             f"MetaSchedule tuning measured none of {tally.done} candidates on "
                             f"{measure.where}; the first error:\n{_error_tail(tally.first_error)}"
                         )
-                    checkpoint()
                 finally:
-                    builder.shutdown()
+                    try:
+                        checkpoint()  # after a failure or an interruption too: what was measured is kept
+                    finally:
+                        builder.shutdown()
         if todo:
             budget.complete((hashes[i] for i in todo), trials_per_task)
             budget.save()
