@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ _MS_LOGGER = "tvm.s_tir.meta_schedule"
 BUILD_TIMEOUT_S = 300.0
 CHECKPOINT_S = 30.0  # at most this long between two merges of a run's records into the on-disk database
 RUN_TIMEOUT_S = 120.0
+RUN_PREFIX = ".run-"  # a tuning run's work folder inside the database folder
 # Each candidate runs repeatedly for at least this long. TVM's default of 100 ms cost about a
 # quarter of tuning time here; operators of a few microseconds still run thousands of times.
 HOST_MIN_REPEAT_MS = 20
@@ -219,6 +221,12 @@ def _copy_databases(source: Path, dest: Path) -> None:
                 atomic_copy(folder / name, dest / folder.relative_to(source) / name)
 
 
+def _remove_stale_runs(database_dir: Path) -> None:
+    """Delete the work folders of runs that were killed (call with the database's lock held)."""
+    for stale in database_dir.glob(f"{RUN_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def trials_per_round(trials: int, tasks: int, cap: int) -> int:
     """Candidates measured per scheduling round when `trials` are spread over `tasks` tasks.
 
@@ -340,6 +348,7 @@ def tune_module(
     _quiet_meta_schedule()
     extracted = [t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)]
     with exclusive_lock(database_dir / ".lock"):
+        _remove_stale_runs(database_dir)
         budget = TuningBudget.load(database_dir)
         hashes = [_workload_hash(t.dispatched[0]) for t in extracted]
         spent_before = [budget.get(h).trials for h in hashes]
@@ -351,7 +360,7 @@ def tune_module(
         where, emulated = "", False
         if todo and remaining > 0:
             with (measurement or host_measurement)() as measure, \
-                    tempfile.TemporaryDirectory(prefix=".run-", dir=database_dir) as work:
+                    tempfile.TemporaryDirectory(prefix=RUN_PREFIX, dir=database_dir) as work:
                 where, emulated = measure.where, measure.emulated
                 import_tensor_intrinsics()  # MetaSchedule's tuning contexts need them; slow unless imported so
                 work_dir = Path(work)

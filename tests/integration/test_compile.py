@@ -235,3 +235,64 @@ def test_interrupted_tuning_keeps_what_it_measured(tmp_path: Path, monkeypatch: 
                                                                    if t.trials_before == 0}
     again = tune.tune_module(mod, target, db, 1, trials_per_iteration=1)
     assert again.trials_run == 0
+
+
+_TUNE_UNTIL_KILLED = """
+import sys
+from pathlib import Path
+from nasc.compiler import tune
+from nasc.compiler.build import lower_for_tuning
+from nasc.compiler.frontend import import_onnx
+from nasc.compiler.onnx_model import load_onnx
+from nasc.compiler.target import tvm_target
+from nasc.devices.registry import resolve_device
+
+tune.CHECKPOINT_S = 0.0  # merge after every batch
+target = tvm_target(resolve_device("local"))
+mod = lower_for_tuning(import_onnx(load_onnx(Path(sys.argv[1]))), target)
+tune.tune_module(mod, target, Path(sys.argv[2]), int(sys.argv[3]), trials_per_iteration=1)
+"""
+
+
+def test_a_killed_tuning_process_keeps_its_checkpoints(tmp_path: Path) -> None:
+    """SIGKILL mid-run: the merged records and counts survive, and the next run spends only what is left."""
+    import time
+
+    from nasc.compiler import tune
+    from nasc.compiler.build import lower_for_tuning
+    from nasc.compiler.frontend import import_onnx
+    from nasc.compiler.onnx_model import load_onnx
+    from nasc.compiler.target import tvm_target
+    from nasc.compiler.tuning_budget import BUDGET_FILE, TuningBudget
+
+    torch.manual_seed(0)
+    model = export_onnx(TinyNet(10).eval(), (1, 3, 16, 16), tmp_path / "k.onnx").onnx_path
+    db = tmp_path / "db"
+    per_task = 3
+    child = subprocess.Popen([sys.executable, "-c", _TUNE_UNTIL_KILLED, str(model), str(db), str(per_task)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    spent = 0
+    try:
+        while spent < 2:
+            assert child.poll() is None, f"tuning ended before it was killed:\n{child.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.2)
+            if (db / BUDGET_FILE).exists():
+                spent = sum(e["trials"] for e in json.loads((db / BUDGET_FILE).read_text()).values())
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -9
+    assert list(db.glob(f"{tune.RUN_PREFIX}*")), "the killed run's work folder should be left behind"
+
+    target = tvm_target(resolve_device("local"))
+    mod = lower_for_tuning(import_onnx(load_onnx(model)), target)
+    kept = TuningBudget.load(db)
+    resumed = tune.tune_module(mod, target, db, per_task, trials_per_iteration=1)
+    before = sum(kept.get(t.workload).trials for t in resumed.tasks)
+    assert before >= 2 and all(kept.get(t.workload).level == 0 for t in resumed.tasks)
+    assert sum(t.trials_before for t in resumed.tasks) == before
+    assert resumed.trials_run == per_task * len(resumed.tasks) - before  # only what was left
+    assert not list(db.glob(f"{tune.RUN_PREFIX}*"))  # the stale work folder is gone
+    assert tune.open_database(db) is not None
