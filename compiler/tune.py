@@ -372,7 +372,6 @@ def tune_module(
                 # start a worker and build, and a timed-out candidate is a wasted trial.
                 builder = PooledLocalBuilder(max_workers=workers, timeout_sec=BUILD_TIMEOUT_S,
                                              f_export=measure.f_export)
-                counted: dict[int, int] = {}
 
                 def checkpoint() -> None:
                     """Merge what this run measured into the database folder and count its trials."""
@@ -380,8 +379,7 @@ def tune_module(
                         return  # nothing timed yet: spending the budget on failures would lose it for good
                     _copy_databases(work_dir, database_dir)
                     for i in todo:
-                        budget.add_trials(hashes[i], tally.trials.get(i, 0) - counted.get(i, 0))
-                        counted[i] = tally.trials.get(i, 0)
+                        budget.set_trials(hashes[i], spent_before[i] + tally.trials.get(i, 0))
                     budget.save()
 
                 if reporter is not None:

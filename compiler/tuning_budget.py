@@ -58,11 +58,11 @@ class TuningBudget:
         """The workload's level and trials (zeros when it was never tuned here)."""
         return self._entries.get(workload, WorkloadBudget())
 
-    def add_trials(self, workload: str, trials: int) -> None:
-        """Count `trials` more spent on `workload`."""
-        if trials > 0:
-            old = self.get(workload)
-            self._entries[workload] = WorkloadBudget(old.level, old.trials + trials)
+    def set_trials(self, workload: str, trials: int) -> None:
+        """Record that `trials` have been spent on `workload` over all runs so far."""
+        old = self.get(workload)
+        if trials != old.trials:  # an unchanged count adds no entry for a workload never tuned
+            self._entries[workload] = WorkloadBudget(old.level, trials)
 
     def complete(self, workloads: Iterable[str], level: int) -> None:
         """A run at `level` trials per task has finished with these workloads in it."""

@@ -15,9 +15,9 @@ from nasc.errors import CompileError
 def test_trials_are_counted_and_levels_only_rise(tmp_path: Path) -> None:
     budget = TuningBudget.load(tmp_path)
     assert budget.get("a") == WorkloadBudget(0, 0)
-    budget.add_trials("a", 5)
-    budget.add_trials("a", 3)
-    budget.add_trials("b", 0)
+    budget.set_trials("a", 5)
+    budget.set_trials("a", 8)  # a later checkpoint of the same run: the running total
+    budget.set_trials("b", 0)
     budget.complete(["a", "b"], 4)
     budget.complete(["a"], 2)  # a smaller run later does not lower the level
     budget.save()
