@@ -12,9 +12,13 @@ converted value is emitted and dead-code elimination removes the ones nothing re
 
 Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights
 (and dropout, an identity at inference, passes the blocked tensor through);
-the block is the target's vector width in floats (16 with AVX-512, 4 with NEON). A convolution whose
-input channels are fewer than a block (a network's stem) reads its NCHW input directly. Everything
-else keeps NCHW and TVM's own lowering.
+the block is the target's vector width in floats (16 with AVX-512, 4 with NEON). A channel count that
+is not a multiple of it is padded up to one with zero weights, as onnxruntime's kernels do, when that
+wastes at most a third (1000 classes -> 1008, 24 -> 32); otherwise it takes the largest smaller block
+that divides it. Padded lanes hold finite values that every consumer ignores: convolutions read them
+with zero weights, and the NCHW twin slices them off. A convolution whose input channels are fewer
+than a block (a network's stem) reads its NCHW input directly. Everything else keeps NCHW and TVM's
+own lowering.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import numpy as np
 from .strided_conv import conv_out_dtype, static_ints
 
 # The layout's name in the latency table's version key (devices/latency_table.py).
-LAYOUT = "NCHWc"
+LAYOUT = "NCHWc-padded"
+# Channels are padded up to a whole number of full blocks when that adds at most this fraction.
+MAX_PADDING = 1 / 3
 _ELEMENTWISE = frozenset({
     "relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum",
     "relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.tanh", "relax.nn.silu", "relax.nn.leakyrelu",
@@ -54,6 +60,29 @@ def block_for(channels: int, block: int) -> int:
             return size
         size //= 2
     return 0
+
+
+def choose_block(channels: int, block: int) -> int:
+    """The block for a tensor of `channels`: the full vector width when padding up to a multiple of it
+    adds at most MAX_PADDING, else the largest smaller block that divides `channels` (0 if none)."""
+    if padded_channels(channels, block) <= channels * (1 + MAX_PADDING):
+        return block
+    return block_for(channels, block)
+
+
+def padded_channels(channels: int, block: int) -> int:
+    """`channels` rounded up to a multiple of `block`."""
+    return -(-channels // block) * block
+
+
+def _pad_axis(value: np.ndarray, axis: int, size: int, fill: float = 0.0) -> np.ndarray:
+    """`value` extended along `axis` to `size` with `fill`."""
+    extra = size - value.shape[axis]
+    if extra == 0:
+        return value
+    widths = [(0, 0)] * value.ndim
+    widths[axis] = (0, extra)
+    return np.pad(value, widths, constant_values=fill)
 
 
 def _shape(expr: Any) -> tuple[int, ...] | None:
@@ -130,21 +159,25 @@ def conv2d_nchwc(data: Any, kernel: Any, *, strides: tuple[int, int], padding: t
 
 
 def block_dense_kernel(weight: np.ndarray, in_block: int, out_block: int) -> np.ndarray:
-    """OIHW -> [O/co, C/ci, kh, kw, ci, co]."""
+    """OIHW -> [O/co, C/ci, kh, kw, ci, co], with zero weights for padded input and output channels."""
+    weight = _pad_axis(weight, 0, padded_channels(weight.shape[0], out_block))
+    weight = _pad_axis(weight, 1, padded_channels(weight.shape[1], in_block))
     out_c, in_c, k_h, k_w = weight.shape
     split = weight.reshape(out_c // out_block, out_block, in_c // in_block, in_block, k_h, k_w)
     return np.ascontiguousarray(split.transpose(0, 2, 4, 5, 3, 1))
 
 
 def block_depthwise_kernel(weight: np.ndarray, block: int) -> np.ndarray:
-    """[C, 1, kh, kw] -> [C/c, kh, kw, c]."""
+    """[C, 1, kh, kw] -> [C/c, kh, kw, c], with zero weights for padded channels."""
+    weight = _pad_axis(weight, 0, padded_channels(weight.shape[0], block))
     channels, _, k_h, k_w = weight.shape
     return np.ascontiguousarray(weight.reshape(channels // block, block, k_h, k_w).transpose(0, 2, 3, 1))
 
 
-def block_channel_constant(value: np.ndarray, channels: int, block: int) -> np.ndarray | None:
+def block_channel_constant(value: np.ndarray, channels: int, block: int, fill: float = 0.0) -> np.ndarray | None:
     """A constant that broadcasts against an NCHW tensor, as one that broadcasts against its NCHW{c}c
-    form; None when it varies along more than channels (or is not broadcastable)."""
+    form (padded channels get `fill`); None when it varies along more than channels (or is not
+    broadcastable)."""
     if value.size == 1:
         return value.reshape(()) if value.ndim <= 4 else None
     if value.ndim > 4:
@@ -152,7 +185,8 @@ def block_channel_constant(value: np.ndarray, channels: int, block: int) -> np.n
     full = value.reshape((1,) * (4 - value.ndim) + value.shape)
     if full.shape != (1, channels, 1, 1):
         return None
-    return np.ascontiguousarray(full.reshape(1, channels // block, block, 1, 1).transpose(0, 1, 3, 4, 2))
+    full = _pad_axis(full, 1, padded_channels(channels, block), fill)
+    return np.ascontiguousarray(full.reshape(1, -1, block, 1, 1).transpose(0, 1, 3, 4, 2))
 
 
 def clip_calls_to_relax(mod: Any) -> Any:
@@ -229,7 +263,7 @@ def _make_converter(mod: Any, block: int) -> Any:
             if known is not None and known[1] == size:
                 return known[0]
             value = self.builder_.emit(relax.op.layout_transform(var, lambda n, c, h, w: to_blocked(
-                n, c, h, w, block=size)), "blocked")
+                n, c, h, w, block=size), pad_value=0.0), "blocked")
             self.blocked.setdefault(var, (value, size))
             return value
 
@@ -237,6 +271,10 @@ def _make_converter(mod: Any, block: int) -> Any:
             """`value` (blocked) now stands for `original`: emit its NCHW twin under the original's kind."""
             nchw = relax.op.layout_transform(value, lambda n, c_outer, h, w, c_inner: (
                 n, c_outer * size + c_inner, h, w))
+            channels = _shape(original)[1]
+            if _shape(value)[1] * size != channels:  # drop the padded channels
+                nchw = relax.op.strided_slice(self.builder_.emit(nchw, "padded"), axes=[1], begin=[0],
+                                              end=[channels])
             if isinstance(original, relax.DataflowVar):
                 new_var = self.builder_.emit(nchw, original.name)
             else:
@@ -256,6 +294,11 @@ def _make_converter(mod: Any, block: int) -> Any:
                 self.bind(binding.var, *result)
                 return
             super().visit_var_binding_(binding)
+
+        def is_padded(self, var: Any) -> bool:
+            """True when `var`'s blocked twin carries padded channels."""
+            value, size = self.blocked[var]
+            return _shape(value)[1] * size != _shape(var)[1]
 
         def dropout_output(self, tuple_var: Any) -> tuple[Any, int] | None:
             """Dropout's output at inference is its input (the mask is unused)."""
@@ -293,20 +336,20 @@ def _make_converter(mod: Any, block: int) -> Any:
             if groups != 1 and not depthwise:
                 return None
             known = self.blocked.get(data)
-            out_block = known[1] if depthwise and known else block_for(out_channels, block)
+            out_block = known[1] if depthwise and known else choose_block(out_channels, block)
             if out_block == 0:
                 return None
             if depthwise:
                 source = self.twin(data, out_block)
                 kernel = block_depthwise_kernel(weight.value.numpy(), out_block)
             else:
-                if known is not None and in_channels % known[1] == 0:
+                if known is not None:
                     source, in_block = known
-                elif block_for(in_channels, block):
-                    in_block = block_for(in_channels, block)
-                    source = self.twin(data, in_block)
-                elif in_channels < block:
+                elif in_channels < block and not block_for(in_channels, block):
                     source, in_block = data, in_channels  # a stem: read NCHW directly
+                elif choose_block(in_channels, block):
+                    in_block = choose_block(in_channels, block)
+                    source = self.twin(data, in_block)
                 else:
                     return None
                 kernel = block_dense_kernel(weight.value.numpy(), in_block, out_block)
@@ -325,17 +368,20 @@ def _make_converter(mod: Any, block: int) -> Any:
             if len(sizes) != 1:
                 return None
             size = sizes.pop()
-            if out_shape[1] % size:
-                return None
+            padded = padded_channels(out_shape[1], size) != out_shape[1]
             args = []
-            for arg in call.args:
+            for position, arg in enumerate(call.args):
+                divisor = call.op.name == "relax.divide" and position == 1
                 arg_shape = _shape(arg)
                 if not isinstance(arg, relax.Expr) or arg_shape is None:
                     args.append(arg)  # attribute-like arguments (PrimValue bounds)
                 elif arg_shape == out_shape:
+                    if divisor and padded:
+                        return None  # padded lanes of a divisor may be zero: 0 / 0 would not stay finite
                     args.append(self.twin(arg, size))
                 elif isinstance(arg, GenericConst):
-                    blocked_value = block_channel_constant(arg.value.numpy(), out_shape[1], size)
+                    blocked_value = block_channel_constant(arg.value.numpy(), out_shape[1], size,
+                                                           fill=1.0 if divisor else 0.0)
                     if blocked_value is None:
                         return None
                     args.append(relax.const(blocked_value))
@@ -349,8 +395,8 @@ def _make_converter(mod: Any, block: int) -> Any:
             parts = call.args[0]
             if int(call.attrs.axis) not in (1, -3) or not isinstance(parts, relax.Tuple):
                 return None
-            if any(p not in self.blocked for p in parts.fields):
-                return None
+            if any(p not in self.blocked or self.is_padded(p) for p in parts.fields):
+                return None  # padded parts would leave gaps between the channels
             sizes = {self.blocked[p][1] for p in parts.fields}
             if len(sizes) != 1:
                 return None

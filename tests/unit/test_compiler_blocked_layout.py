@@ -16,6 +16,7 @@ from nasc.compiler.blocked_layout import (
     block_depthwise_kernel,
     block_for,
     channel_block,
+    choose_block,
 )
 from nasc.compiler.target import tvm_target
 from nasc.devices.registry import resolve_device
@@ -29,12 +30,15 @@ class _MixedNet(nn.Module):
         self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)  # fewer input channels than a block
         self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
         self.project = nn.Conv2d(16, 16, 1)
-        self.expand = nn.Conv2d(16, 24, 1)  # 24 channels: block 8
+        self.expand = nn.Conv2d(16, 24, 1)  # 24 channels: padded to 32
         self.depthwise_s2 = nn.Conv2d(24, 24, 5, stride=2, padding=2, groups=24)
-        self.branch_a = nn.Conv2d(24, 12, 1)  # 12 channels: block 4
-        self.branch_b = nn.Conv2d(24, 12, 3, padding=1)
-        self.grouped = nn.Conv2d(24, 16, 3, padding=1, groups=2)  # stays NCHW
-        self.head = nn.Linear(16, 5)
+        self.branch_a = nn.Conv2d(24, 16, 1)
+        self.branch_b = nn.Conv2d(24, 16, 3, padding=1)
+        self.grouped = nn.Conv2d(32, 16, 3, padding=1, groups=2)  # stays NCHW
+        self.classifier = nn.Conv2d(16, 40, 1)  # 40 channels: padded to 48
+        self.narrow = nn.Conv2d(40, 10, 1)  # 10 channels: no block fits, stays NCHW
+        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 40).reshape(1, 40, 1, 1), requires_grad=False)
+        self.head = nn.Linear(50, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.clamp(self.stem(x), 0.0, 6.0)
@@ -43,7 +47,9 @@ class _MixedNet(nn.Module):
         x = torch.cat([torch.relu(self.branch_a(x)), torch.relu(self.branch_b(x))], dim=1)
         x = nn.functional.max_pool2d(x, 3, stride=2)
         x = torch.relu(self.grouped(x))
-        return self.head(x.mean(dim=(2, 3)))
+        x = torch.relu(self.classifier(x)) / self.scale  # element-wise ops on padded lanes, a divisor padded with 1
+        pooled = torch.cat([x.mean(dim=(2, 3), keepdim=True), self.narrow(x).mean(dim=(2, 3), keepdim=True)], dim=1)
+        return self.head(pooled.flatten(1))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,8 @@ def test_blocked_network_matches_onnxruntime(mixed_onnx: Path) -> None:
     names = [gv.name_hint for gv in lowered.functions]
     convs = sum(1 for node in model.graph.node if node.op_type == "Conv")
     blocked = [n for n in names if "conv2d_nchwc" in n]
-    assert len(blocked) == convs - 1, names  # all but the grouped convolution
+    assert len(blocked) == convs - 2, names  # all but the grouped convolution and the 10-channel one
+    assert any("strided_slice" in n for n in names), names  # padded channels sliced off for NCHW
     assert any("max_pool2d" in n for n in names), names
     assert not any("dropout" in n for n in names), names  # an identity at inference, passed through blocked
 
@@ -111,6 +118,11 @@ def test_block_for_picks_the_largest_dividing_block() -> None:
     assert block_for(64, 4) == 4
 
 
+def test_choose_block_pads_to_the_full_width_when_that_wastes_at_most_a_third() -> None:
+    assert [choose_block(c, 16) for c in (64, 24, 12, 1000, 40, 8, 3, 10)] == [16, 16, 16, 16, 16, 8, 0, 0]
+    assert choose_block(6, 4) == 4 and choose_block(2, 4) == 0
+
+
 def test_kernels_and_constants_are_blocked_elementwise() -> None:
     dense = np.arange(32 * 24 * 3 * 3, dtype="float32").reshape(32, 24, 3, 3)
     blocked = block_dense_kernel(dense, in_block=8, out_block=16)
@@ -129,3 +141,21 @@ def test_kernels_and_constants_are_blocked_elementwise() -> None:
     assert block_channel_constant(bias.reshape(24, 1, 1), 24, 8).shape == (1, 3, 1, 1, 8)
     assert block_channel_constant(np.float32(2.0).reshape(1, 1, 1, 1), 24, 8).shape == ()
     assert block_channel_constant(np.zeros((1, 24, 4, 4), "float32"), 24, 8) is None  # varies in space
+
+
+def test_padded_channels_get_zero_weights_and_the_constant_fill() -> None:
+    dense = np.arange(1, 1 + 40 * 24, dtype="float32").reshape(40, 24, 1, 1)
+    blocked = block_dense_kernel(dense, in_block=16, out_block=16)
+    assert blocked.shape == (3, 2, 1, 1, 16, 16)
+    assert blocked[2, 1, 0, 0, 7, 7] == dense[39, 23, 0, 0]
+    assert not blocked[2, :, :, :, :, 8:].any() and not blocked[:, 1, :, :, 8:, :].any()
+    assert np.count_nonzero(blocked) == dense.size
+
+    depthwise = np.ones((24, 1, 3, 3), "float32")
+    blocked_dw = block_depthwise_kernel(depthwise, 16)
+    assert blocked_dw.shape == (2, 3, 3, 16) and not blocked_dw[1, :, :, 8:].any()
+
+    scale = np.full((1, 40, 1, 1), 2.0, "float32")
+    blocked_scale = block_channel_constant(scale, 40, 16, fill=1.0)
+    assert blocked_scale.shape == (1, 3, 1, 1, 16)
+    assert (blocked_scale[0, 2, 0, 0, 8:] == 1.0).all() and (blocked_scale[0, 2, 0, 0, :8] == 2.0).all()
