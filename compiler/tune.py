@@ -137,15 +137,17 @@ class TuningSummary:
         )
 
 
-def population_size(trials_per_task: int) -> int:
-    """Evolutionary-search population: 16 per trial, between 64 and 256.
+def population_size(trials_per_round: int) -> int:
+    """Evolutionary-search population: 16 per candidate measured in a round, between 64 and 256.
 
-    Generating and scoring candidates costs the same whether 2 or 64 get measured. mbconv-32 tuned
-    from 8 to 40 trials per task reached 44-46 us with TVM's default of 512 and with 256; at 32
-    candidates per round that took 258 s at 512 and 191 s at 256 (411 s and 263 s at 16 per round).
-    128 (16 per round) took 187 s but reached only 51 us.
+    Generating and scoring the population is most of a round's cost (146 of 249 s in a profile of
+    mbconv-32 at 11 trials per task), and it costs the same whether 2 or 64 candidates get measured.
+    Sized to the round rather than to the per-task budget, six tuning runs from scratch at about 256
+    trials (mbconv-32 twice, mbconv-96 and squeezenet, with and without channel padding) took 51-65 %
+    of the time; the library was faster in four (0.70-0.93x) and slower in two (1.06x; 1.2-1.46x on
+    mbconv-96). From 16 per round (32 trials per task) both rules give 256.
     """
-    return max(64, min(256, 16 * trials_per_task))
+    return max(64, min(256, 16 * trials_per_round))
 
 
 def measured_on_host(device: DeviceSpec | None) -> bool:
@@ -390,10 +392,11 @@ def tune_module(
                                if not defaults.has_workload(extracted[i].dispatched[0])]
                     for timing in record_default_schedules(untimed, target, builder, measure.runner, defaults):
                         tally.default_us[timing.task_index] = timing.run_us
+                    round_size = trials_per_round(remaining, len(todo), trials_per_iteration)
                     contexts, weights = extracted_tasks_to_tune_contexts(
                         [extracted[i] for i in todo], str(work_dir), seed=seed,
                         strategy=ms.search_strategy.EvolutionarySearch(
-                            population_size=population_size(trials_per_task)),
+                            population_size=population_size(round_size)),
                     )
                     callback = tally.callback(todo, [int(w) for w in weights], checkpoint)
                     try:
@@ -402,7 +405,7 @@ def tune_module(
                             task_weights=weights,
                             work_dir=str(work_dir),
                             max_trials_global=remaining,
-                            num_trials_per_iter=trials_per_round(remaining, len(todo), trials_per_iteration),
+                            num_trials_per_iter=round_size,
                             database=database,
                             builder=builder,
                             runner=measure.runner,
