@@ -85,6 +85,11 @@ def _pad_axis(value: np.ndarray, axis: int, size: int, fill: float = 0.0) -> np.
     return np.pad(value, widths, constant_values=fill)
 
 
+def _carries_padding(blocked: Any, size: int, channels: int) -> bool:
+    """True when the blocked tensor `blocked` (block `size`) holds more than `channels` channels."""
+    return _shape(blocked)[1] * size != channels
+
+
 def _shape(expr: Any) -> tuple[int, ...] | None:
     shape = getattr(getattr(expr, "ty", None), "shape", None)
     return static_ints(shape) if shape is not None else None
@@ -272,7 +277,7 @@ def _make_converter(mod: Any, block: int) -> Any:
             nchw = relax.op.layout_transform(value, lambda n, c_outer, h, w, c_inner: (
                 n, c_outer * size + c_inner, h, w))
             channels = _shape(original)[1]
-            if _shape(value)[1] * size != channels:  # drop the padded channels
+            if _carries_padding(value, size, channels):  # drop the padded channels
                 nchw = relax.op.strided_slice(self.builder_.emit(nchw, "padded"), axes=[1], begin=[0],
                                               end=[channels])
             if isinstance(original, relax.DataflowVar):
@@ -298,7 +303,7 @@ def _make_converter(mod: Any, block: int) -> Any:
         def is_padded(self, var: Any) -> bool:
             """True when `var`'s blocked twin carries padded channels."""
             value, size = self.blocked[var]
-            return _shape(value)[1] * size != _shape(var)[1]
+            return _carries_padding(value, size, _shape(var)[1])
 
         def dropout_output(self, tuple_var: Any) -> tuple[Any, int] | None:
             """Dropout's output at inference is its input (the mask is unused)."""
