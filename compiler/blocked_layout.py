@@ -352,8 +352,7 @@ def _make_converter(mod: Any, block: int) -> Any:
                     source, in_block = known
                 elif in_channels < block and not block_for(in_channels, block):
                     source, in_block = data, in_channels  # a stem: read NCHW directly
-                elif choose_block(in_channels, block):
-                    in_block = choose_block(in_channels, block)
+                elif in_block := choose_block(in_channels, block):
                     source = self.twin(data, in_block)
                 else:
                     return None
