@@ -30,6 +30,7 @@ from nasc.fsutil import atomic_copy, exclusive_lock
 
 from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
 from .tuning_budget import TuningBudget
+from .tuning_focus import TaskStanding, focus_budget, focus_tasks
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -393,27 +394,38 @@ def tune_module(
                     for timing in record_default_schedules(untimed, target, builder, measure.runner, defaults):
                         tally.default_us[timing.task_index] = timing.run_us
                     round_size = trials_per_round(remaining, len(todo), trials_per_iteration)
-                    contexts, weights = extracted_tasks_to_tune_contexts(
-                        [extracted[i] for i in todo], str(work_dir), seed=seed,
-                        strategy=ms.search_strategy.EvolutionarySearch(
-                            population_size=population_size(round_size)),
-                    )
-                    callback = tally.callback(todo, [int(w) for w in weights], checkpoint)
-                    try:
-                        ms.tune_tasks(
-                            tasks=contexts,
-                            task_weights=weights,
-                            work_dir=str(work_dir),
-                            max_trials_global=remaining,
-                            num_trials_per_iter=round_size,
-                            database=database,
-                            builder=builder,
-                            runner=measure.runner,
-                            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
-                            task_scheduler=ms.task_scheduler.GradientBased(seed=seed),
+                    focus = focus_budget(remaining, round_size, len(todo))
+
+                    def run(tasks: list[int], trials: int) -> None:
+                        """One tune_tasks call over `tasks` (indices into `extracted`), `trials` in all."""
+                        contexts, weights = extracted_tasks_to_tune_contexts(
+                            [extracted[i] for i in tasks], str(work_dir), seed=seed,
+                            strategy=ms.search_strategy.EvolutionarySearch(
+                                population_size=population_size(round_size)),
                         )
-                    except Exception as exc:
-                        raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
+                        callback = tally.callback(tasks, [int(w) for w in weights], checkpoint)
+                        try:
+                            ms.tune_tasks(
+                                tasks=contexts,
+                                task_weights=weights,
+                                work_dir=str(work_dir),
+                                max_trials_global=trials,
+                                num_trials_per_iter=round_size,
+                                database=database,
+                                builder=builder,
+                                runner=measure.runner,
+                                measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                                task_scheduler=ms.task_scheduler.GradientBased(seed=seed),
+                            )
+                        except Exception as exc:
+                            raise CompileError(
+                                f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
+
+                    run(todo, remaining - focus)
+                    if focus:
+                        # The rest to the tasks furthest behind their kind's best throughput (tuning_focus.py).
+                        run(focus_tasks(_standings(extracted, todo, tally), focus, round_size) or todo,
+                            remaining - tally.done)
                     if tally.done > 0 and tally.measured == 0:
                         # Nothing is recorded: a budget spent on failures would never be tuned again.
                         raise CompileError(
@@ -449,6 +461,17 @@ def tune_module(
         measured_on=where,
         emulated=emulated,
     )
+
+
+def _standings(extracted: list[Any], todo: list[int], tally: _Tally) -> list[TaskStanding]:
+    """Where each task of this run stands: its flops and the best time measured for it so far."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    return [
+        TaskStanding(index=i, name=extracted[i].task_name, weight=int(extracted[i].weight),
+                     flops=float(estimate_tir_flops(extracted[i].dispatched[0])), best_secs=tally.best_secs.get(i))
+        for i in todo
+    ]
 
 
 def _rounded(us: float | None) -> float | None:

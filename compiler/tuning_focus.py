@@ -1,0 +1,68 @@
+"""The focus phase of a tuning run: the last share of the budget goes to the tasks furthest behind.
+
+MetaSchedule's gradient scheduler hands trials out by weight x best latency / rounds so far: it has no
+idea how far a task is from what its kind of operator can reach. After one round of 25 candidates,
+squeezenet's small 1x1 convolutions (512 -> 64 channels on 13x13 and the like) ran at 120-300 GFLOP/s
+while its big convolutions reached 420-490, and the scheduler kept giving rounds to the big ones.
+Fifty more trials on each of the six slowest small ones cut them from 247 to 110 us in all, and the
+whole model ran 0.89-0.94x as long. A task's shortfall is measured against the best throughput any
+task of the same kind (convolution, depthwise convolution, pooling, ...) reached in the run, as in
+Ansor's task scheduler.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Share of a run's trials kept for the focus phase (when it is at least two rounds).
+FOCUS_SHARE = 0.25
+ROUNDS_PER_FOCUS_TASK = 2
+
+
+@dataclass(frozen=True)
+class TaskStanding:
+    """One task after the first phase: what it computes and how fast its best schedule runs."""
+
+    index: int
+    name: str
+    weight: int
+    flops: float
+    best_secs: float | None
+
+    @property
+    def kind(self) -> str:
+        """The operator kind: the task name without TVM's numbering (conv2d_nchwc3_add2 -> conv2d_nchwc_add)."""
+        return re.sub(r"\d+(?=_|$)", "", self.name)
+
+
+def focus_budget(remaining: int, round_size: int, tasks: int) -> int:
+    """Trials kept for the focus phase out of `remaining` over `tasks` tasks: FOCUS_SHARE of them, or
+    none when that is less than two rounds or would leave some task without its first round (small
+    budgets go to the gradient scheduler whole)."""
+    share = int(remaining * FOCUS_SHARE)
+    if share < 2 * round_size or remaining - share < round_size * tasks:
+        return 0
+    return share
+
+
+def potential_saving(task: TaskStanding, best_rate: dict[str, float]) -> float:
+    """Seconds per model run saved if `task` ran at the best throughput its kind reached (0 if unknown)."""
+    rate = best_rate.get(task.kind)
+    if not rate or not task.best_secs or task.flops <= 0:
+        return 0.0
+    return max(0.0, task.weight * (task.best_secs - task.flops / rate))
+
+
+def focus_tasks(standings: Sequence[TaskStanding], budget: int, round_size: int) -> list[int]:
+    """The tasks the focus phase tunes, most to gain first: ROUNDS_PER_FOCUS_TASK rounds each fit in
+    `budget`; tasks already at their kind's best throughput are left out."""
+    best_rate: dict[str, float] = {}
+    for task in standings:
+        if task.best_secs and task.flops > 0:
+            best_rate[task.kind] = max(best_rate.get(task.kind, 0.0), task.flops / task.best_secs)
+    ranked = sorted(standings, key=lambda t: potential_saving(t, best_rate), reverse=True)
+    ranked = [t for t in ranked if potential_saving(t, best_rate) > 0]
+    count = max(1, budget // (ROUNDS_PER_FOCUS_TASK * round_size))
+    return [t.index for t in ranked[:count]]

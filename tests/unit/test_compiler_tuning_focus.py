@@ -1,0 +1,46 @@
+"""Which tasks the focus phase of a tuning run picks, and how much of the budget it keeps."""
+
+from __future__ import annotations
+
+from nasc.compiler.tuning_focus import FOCUS_SHARE, TaskStanding, focus_budget, focus_tasks, potential_saving
+
+
+def _conv(index: int, flops: float, us: float | None, weight: int = 1) -> TaskStanding:
+    return TaskStanding(index=index, name=f"fused_conv2d_nchwc{index}_add{index}_relu{index}", weight=weight,
+                        flops=flops, best_secs=None if us is None else us * 1e-6)
+
+
+def test_kind_drops_the_numbers_of_fused_task_names() -> None:
+    assert _conv(17, 1.0, 1.0).kind == "fused_conv2d_nchwc_add_relu"
+    assert TaskStanding(0, "max_pool2d2", 1, 1.0, 1.0).kind == "max_pool2d"
+    assert TaskStanding(0, "fused_depthwise_conv2d_nchwc", 1, 1.0, 1.0).kind == "fused_depthwise_conv2d_nchwc"
+
+
+def test_the_focus_budget_is_a_share_that_leaves_every_task_its_first_round() -> None:
+    assert focus_budget(1532, 25, 30) == int(1532 * FOCUS_SHARE)  # squeezenet at 1536
+    assert focus_budget(60, 25, 1) == 0  # a quarter is less than two rounds: all to the gradient scheduler
+    assert focus_budget(40, 1, 20) == 10  # 2 per task: 30 left for the first phase, one round is 20
+    assert focus_budget(20, 1, 20) == 0  # 1 per task: the first rounds take it all
+    assert focus_budget(0, 1, 0) == 0
+
+
+def test_tasks_furthest_behind_their_kinds_best_throughput_come_first() -> None:
+    standings = [
+        _conv(0, 173e6, 409.0),  # 423 GFLOP/s: 57 us behind
+        _conv(1, 56e6, 114.0),  # 491 GFLOP/s: the best convolution, nothing to gain
+        _conv(2, 11.1e6, 83.5),  # 133 GFLOP/s: 61 us behind
+        _conv(3, 4.2e6, 35.7, weight=2),  # 118 GFLOP/s, used twice: 2 x 27 us behind
+        _conv(4, 6.0e6, None),  # never measured: nothing known
+        TaskStanding(5, "max_pool2d", 1, 1.7e6, 20e-6),  # its own kind: the best pool, nothing to gain
+    ]
+    picked = focus_tasks(standings, budget=4 * 25, round_size=25)  # room for two tasks at two rounds each
+    assert picked == [2, 0]
+    assert focus_tasks(standings, budget=1000, round_size=25) == [2, 0, 3]  # the others have nothing to gain
+    best_rate = 56e6 / 114e-6
+    rates = {"fused_conv2d_nchwc_add_relu": best_rate}
+    assert potential_saving(standings[1], rates) == 0.0
+    assert abs(potential_saving(standings[2], rates) - (83.5e-6 - 11.1e6 / best_rate)) < 1e-12
+
+
+def test_no_task_with_anything_to_gain_picks_none() -> None:
+    assert focus_tasks([_conv(0, 1e6, 10.0), _conv(1, 0.0, 5.0)], budget=100, round_size=25) == []
