@@ -62,7 +62,6 @@ def focus_tasks(standings: Sequence[TaskStanding], budget: int, round_size: int)
     for task in standings:
         if task.best_secs and task.flops > 0:
             best_rate[task.kind] = max(best_rate.get(task.kind, 0.0), task.flops / task.best_secs)
-    ranked = sorted(standings, key=lambda t: potential_saving(t, best_rate), reverse=True)
-    ranked = [t for t in ranked if potential_saving(t, best_rate) > 0]
-    count = max(1, budget // (ROUNDS_PER_FOCUS_TASK * round_size))
-    return [t.index for t in ranked[:count]]
+    saving = {t.index: potential_saving(t, best_rate) for t in standings}
+    ranked = sorted((i for i in saving if saving[i] > 0), key=saving.__getitem__, reverse=True)
+    return ranked[:max(1, budget // (ROUNDS_PER_FOCUS_TASK * round_size))]
