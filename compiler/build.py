@@ -16,6 +16,7 @@ from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 
 from .blocked_layout import channel_block, clip_calls_to_relax, convert_to_blocked_layout
+from .concat_fusion import fuse_concat_into_pools, inline_fused_concatenations
 from .frontend import import_onnx
 from .onnx_model import load_onnx
 from .strided_conv import legalize_strided_conv2d
@@ -36,7 +37,7 @@ def lower_for_tuning(mod: Any, target: Any) -> Any:
     On CPU targets the network runs in a channel-blocked layout (blocked_layout.py); strided NCHW
     convolutions left over are legalized on a polyphase input (strided_conv.py), the rest as TVM does.
     """
-    from tvm import relax
+    import tvm
     from tvm.relax import transform
 
     with target:
@@ -46,7 +47,15 @@ def lower_for_tuning(mod: Any, target: Any) -> Any:
             mod = clip_calls_to_relax(transform.FoldConstant()(mod))
             mod = convert_to_blocked_layout(mod, block)
         mod = transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_strided_conv2d})(mod)
-        return relax.get_pipeline("zero")(mod)
+        # TVM's "zero" pipeline (less its LegalizeOps, done above); concatenations fused into pools reading them.
+        return tvm.transform.Sequential([
+            transform.AnnotateTIROpPattern(),
+            transform.FoldConstant(),
+            transform.FuseOps(),
+            fuse_concat_into_pools(),
+            transform.FuseTIR(),
+            inline_fused_concatenations(),
+        ])(mod)
 
 
 def apply_database(mod: Any, target: Any, database: Any) -> tuple[Any, int]:
