@@ -83,14 +83,12 @@ def _call_tir() -> Any:
     return tvm.ir.Op.get("relax.call_tir")
 
 
-def _concat_callee(mod: Any, value: Any) -> Any | None:
-    """The concatenation PrimFunc's GlobalVar if `value` is a call_tir of one, else None."""
+def _is_concat(value: Any) -> bool:
+    """Whether `value` is a call_tir of a concatenation PrimFunc on a tuple of its parts."""
     from tvm import relax
 
-    if not (isinstance(value, relax.Call) and value.op.same_as(_call_tir())):
-        return None
-    callee = value.args[0]
-    return callee if callee.name_hint.startswith(CONCAT_PREFIX) else None
+    return (isinstance(value, relax.Call) and value.op.same_as(_call_tir()) and len(value.args) == 2
+            and isinstance(value.args[1], relax.Tuple) and value.args[0].name_hint.startswith(CONCAT_PREFIX))
 
 
 def _uses(func: Any) -> dict[Any, int]:
@@ -124,9 +122,7 @@ def _rewrite_function(mod: Any, gv: Any) -> Any:
         pending: dict[Any, Any] = {}  # concatenation result -> its call, while its reader is not yet seen
         bindings = []
         for binding in block.bindings:
-            value = binding.value
-            if isinstance(binding, relax.VarBinding) and _concat_callee(mod, value) is not None \
-                    and uses.get(binding.var, 0) == 1:
+            if isinstance(binding, relax.VarBinding) and _is_concat(binding.value) and uses.get(binding.var, 0) == 1:
                 pending[binding.var] = binding
                 continue
             reader = _fused_reader(mod, binding, pending)
@@ -172,7 +168,7 @@ def _fused_reader(mod: Any, binding: Any, pending: dict[Any, Any]) -> tuple[Any,
     call = binding.value
     if isinstance(call.op, relax.GlobalVar) and _is_primitive(mod[call.op]):
         args, name = list(call.args), call.op.name_hint
-    elif call.op.same_as(_call_tir()) and len(call.args) == 2:
+    elif call.op.same_as(_call_tir()) and len(call.args) == 2 and isinstance(call.args[1], relax.Tuple):
         args, name = list(call.args[1].fields), call.args[0].name_hint
     else:
         return None
