@@ -14,7 +14,8 @@ from nasc.devices.registry import resolve_device
 
 
 class _FireNet(nn.Module):
-    """Squeezenet-style joins: one read by a pool (fused), one by a convolution and one read twice (left alone)."""
+    """Squeezenet-style joins: two read by a pool (fused: a lone pool, a pool fused with an element-wise op),
+    one read by a convolution and one read twice (left alone)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,6 +27,8 @@ class _FireNet(nn.Module):
         self.expand_d = nn.Conv2d(16, 16, 3, padding=1)
         self.branch_e = nn.Conv2d(32, 16, 1)
         self.branch_f = nn.Conv2d(32, 16, 1)
+        self.branch_g = nn.Conv2d(32, 16, 1)
+        self.branch_h = nn.Conv2d(32, 16, 3, padding=1)
         self.head = nn.Conv2d(32, 16, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +38,9 @@ class _FireNet(nn.Module):
         pooled = nn.functional.max_pool2d(
             torch.cat([torch.relu(self.expand_c(x)), torch.relu(self.expand_d(x))], dim=1), 2)  # fused into the pool
         twice = torch.cat([torch.relu(self.branch_e(pooled)), torch.relu(self.branch_f(pooled))], dim=1)
-        return self.head(nn.functional.max_pool2d(twice, 2) + nn.functional.avg_pool2d(twice, 2))  # read twice
+        shifted = nn.functional.max_pool2d(
+            torch.cat([torch.relu(self.branch_g(pooled)), torch.relu(self.branch_h(pooled))], dim=1), 2) - 0.25
+        return self.head(nn.functional.max_pool2d(twice, 2) + nn.functional.avg_pool2d(twice, 2) + shifted)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +68,11 @@ def test_concatenations_read_once_by_a_pool_are_fused_and_the_numbers_match(fire
     lowered = lower_for_tuning(mod, tvm_target(device))
     main = lowered["main"].script()
     fused = [gv.name_hint for gv in lowered.functions if gv.name_hint.startswith("fused_concatenate")]
-    assert len(fused) == 1 and "max_pool2d" in fused[0], fused  # the pool's
+    assert len(fused) == 2 and all("max_pool2d" in name for name in fused), fused  # the two pools'
+    assert any("subtract" in name for name in fused), fused  # one of them fused with the subtraction
     assert main.count("R.call_tir(concatenate") == 2, main  # the convolution's and the one read twice
-    assert 'sblock("T_concat' not in lowered[fused[0]].script()  # computed inline in the pool's loads
+    for name in fused:  # computed inline in the pool's loads
+        assert 'sblock("T_concat' not in lowered[name].script(), name
 
     executable, _ = compile_module(mod, device)
     x = np.random.default_rng(3).standard_normal((1, 3, 20, 20)).astype("float32")
