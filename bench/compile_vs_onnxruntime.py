@@ -4,7 +4,8 @@ For each model and each total trial budget (budget // tasks trials per task on a
 MetaSchedule's gradient scheduler, and cumulative: a larger budget tunes only the difference, as
 `nasc compile` does), compile for
 `local`, then time the artifact and onnxruntime in the same run with the same protocol
-(warm-up, then `repeat` medians of `number` runs, each side in a fresh process). Prints a
+(a warm-up of at least WARMUP_S seconds, then `repeat` medians of `number` runs, each side in a
+fresh process). Prints a
 table of ratios nasc / onnxruntime (< 1.0: nasc is faster); nasc runs with TVM_NUM_THREADS set
 to the cores, the onnxruntime figure is the faster of its default threading and one thread.
 Each level is timed in `--rounds` rounds, both sides back to back, and the ratio reported is the
@@ -22,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,21 @@ def untuned_kept(onnx_path: Path, database_dir: Path) -> int:
     )
 
 
+# Each side runs this long before it is timed. In a fresh process TVM's first ~20 ms of runs were
+# 2.4x slower on this machine (mbconv-32: 78 us per run, then 31-33 from 24 ms on), and the
+# protocol's 300 timed runs of a small model (15-25 ms) fell inside that: warm up by time, not count.
+WARMUP_S = 0.25
+
+
+def warm_up(run: Callable[[], object], number: int) -> None:
+    """Call `run` at least `number` times and for at least WARMUP_S seconds."""
+    deadline = time.perf_counter() + WARMUP_S
+    done = 0
+    while done < number or time.perf_counter() < deadline:
+        run()
+        done += 1
+
+
 def time_tvm(library: Path, inputs: list[np.ndarray], number: int, repeat: int) -> float:
     """Median ms per run of the library's main, TVM's time_evaluator on this CPU."""
     import tvm
@@ -91,7 +108,7 @@ def time_tvm(library: Path, inputs: list[np.ndarray], number: int, repeat: int) 
     dev = tvm.cpu()
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
     vm.set_input("main", *[tvm.runtime.tensor(x, dev) for x in inputs])
-    vm.invoke_stateful("main")
+    warm_up(lambda: vm.invoke_stateful("main"), number)
     timer = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=repeat, min_repeat_ms=0)
     return float(np.median(np.array(timer("main").results))) * 1e3
 
@@ -105,8 +122,7 @@ def time_ort(onnx_path: Path, names: list[str], inputs: list[np.ndarray], number
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     feed = dict(zip(names, inputs, strict=True))
-    for _ in range(number):
-        session.run(None, feed)
+    warm_up(lambda: session.run(None, feed), number)
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
