@@ -1,6 +1,7 @@
 """The latency oracle: time a compiled library on the device with a stated protocol.
 
-Protocol: ``warmup`` discarded runs, then ``vm.time_evaluator("invoke_stateful", dev, number, repeat)``
+Protocol: ``warmup`` discarded runs (at least WARMUP_MIN_MS of them), then
+``vm.time_evaluator("invoke_stateful", dev, number, repeat)``
 on ``main`` (inputs set once with ``vm.set_input``); each of the ``repeat`` figures is the mean of
 ``number`` runs. Statistics over the repeats: median, p90, std, coefficient of variation, and a
 robust CV (1.4826 x median absolute deviation / median). A result whose spread (``noise_metric``)
@@ -107,10 +108,16 @@ def stats_ms(runs_ms: Sequence[float]) -> dict[str, float]:
     }
 
 
+# A warm-up (when ``warmup`` > 0) lasts at least this long. In a fresh process TVM's first ~20 ms of
+# runs were 2.4x slower on a 2-core x86 host (mbconv-32 in one process: median 75 us with 5 warm-up
+# runs, 33 us once warm), so a count of runs left small blocks timed cold.
+WARMUP_MIN_MS = 100
+
+
 def time_vm_once(vm: Any, dev: Any, settings: MeasureSettings, func: str = "main") -> list[float]:
     """One attempt of the protocol on a VM whose inputs are already set; per-repeat means in ms."""
     if settings.warmup:
-        vm.time_evaluator("invoke_stateful", dev, number=settings.warmup, repeat=1)(func)
+        vm.time_evaluator("invoke_stateful", dev, number=settings.warmup, repeat=1, min_repeat_ms=WARMUP_MIN_MS)(func)
     result = vm.time_evaluator(
         "invoke_stateful", dev, number=settings.number, repeat=settings.repeat, min_repeat_ms=settings.min_repeat_ms
     )(func)

@@ -10,7 +10,8 @@ from typing import Literal
 class MeasureSettings:
     """[measure]: the timing protocol and how hard to try when a device misbehaves.
 
-    One measurement = ``warmup`` discarded runs, then ``repeat`` timings, each the mean of
+    One measurement = ``warmup`` discarded runs (more if they take less than the oracle's
+    WARMUP_MIN_MS; none with 0), then ``repeat`` timings, each the mean of
     ``number`` runs. A result whose spread (``noise_metric``) exceeds ``max_cv`` is re-measured up
     to ``remeasure`` times, then flagged ``noisy`` (never silently used as a clean figure).
     """

@@ -37,6 +37,7 @@ class _ScriptedVM:
     def __init__(self, attempts: list[list[float]]) -> None:
         self.attempts = list(attempts)
         self.calls: list[tuple[int, int]] = []
+        self.min_repeat_ms: list[int] = []
         self.inputs = None
 
     def set_input(self, func: str, *args: object) -> None:
@@ -45,6 +46,7 @@ class _ScriptedVM:
     def time_evaluator(self, name: str, dev: object, number: int, repeat: int, min_repeat_ms: int = 0):
         assert name == "invoke_stateful"
         self.calls.append((number, repeat))
+        self.min_repeat_ms.append(min_repeat_ms)
 
         def run(func: str) -> object:
             assert func == "main"
@@ -69,6 +71,17 @@ def test_steady_result_needs_one_attempt() -> None:
     assert m.attempts == 1 and not m.noisy
     assert m.median_ms == pytest.approx(1.0)
     assert m.runs_ms == pytest.approx((1.0, 1.01, 0.99, 1.0, 1.02))
+
+
+def test_warm_up_lasts_a_minimum_time_and_zero_skips_it() -> None:
+    from nasc.devices.oracle import WARMUP_MIN_MS
+
+    vm = _ScriptedVM([[1e-3] * 5])
+    _measure(vm, MeasureSettings(warmup=2, number=4, repeat=5, min_repeat_ms=7))
+    assert vm.min_repeat_ms == [WARMUP_MIN_MS, 7]  # the warm-up by time, the timings as configured
+    vm = _ScriptedVM([[1e-3] * 5])
+    _measure(vm, MeasureSettings(warmup=0, number=4, repeat=5))
+    assert vm.calls == [(4, 5)]
 
 
 def test_noisy_is_remeasured_then_flagged() -> None:
