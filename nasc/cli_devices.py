@@ -91,6 +91,7 @@ def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: 
                     repeat: int | None, number: int | None) -> None:
     """Compile MODEL for a device, check it against onnxruntime there, and time it."""
     from nasc.devices.measure import measure_model
+    from nasc.devices.oracle import WARMUP_MIN_MS
     from nasc.progress import RichCompileReporter
 
     config = get_config(ctx).with_section("measure", repeat=repeat, number=number)
@@ -108,7 +109,8 @@ def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: 
     table.add_row("median", f"{m.median_ms:.4f} ms")
     table.add_row("p90", f"{m.p90_ms:.4f} ms")
     table.add_row("std / CV", f"{m.std_ms:.4f} ms / {m.cv:.1%} (robust CV {m.robust_cv:.1%})")
-    table.add_row("protocol", f"{m.warmup} warm-up runs, then {m.repeat} timings x mean of {m.number} runs "
+    warm_up = f"{m.warmup} warm-up runs (at least {WARMUP_MIN_MS} ms)" if m.warmup else "no warm-up"
+    table.add_row("protocol", f"{warm_up}, then {m.repeat} timings x mean of {m.number} runs "
                   f"({m.attempts} attempt(s))")
     table.add_row("parity", f"max abs err {report.parity['max_abs_err']:.3g} vs onnxruntime "
                   f"({report.parity['samples']} inputs) on {report.parity['where']}")
