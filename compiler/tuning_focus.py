@@ -39,10 +39,10 @@ class TaskStanding:
 
 def focus_budget(remaining: int, round_size: int, tasks: int) -> int:
     """Trials kept for the focus phase out of `remaining` over `tasks` tasks: FOCUS_SHARE of them, or
-    none when that is less than two rounds or would leave some task without its first round (small
-    budgets go to the gradient scheduler whole)."""
+    none when that is less than one focus task's rounds or would leave some task without its first
+    round (small budgets go to the gradient scheduler whole)."""
     share = int(remaining * FOCUS_SHARE)
-    if share < 2 * round_size or remaining - share < round_size * tasks:
+    if share < ROUNDS_PER_FOCUS_TASK * round_size or remaining - share < round_size * tasks:
         return 0
     return share
 
