@@ -2,10 +2,11 @@
 
 A workload (one fused operator with its shapes, for one target) is tuned once at a given budget;
 later compiles of any model that contains it spend no trials on it (tuning_budget.py keeps count).
-The budget is given per task and spent over the model's untuned tasks together: every task gets a
-first round, then MetaSchedule's gradient scheduler (Ansor's) gives the rest to the tasks that
-weigh most in the model's run time, instead of the same number to a 2-microsecond add as to the
-convolution that takes a third of the run.
+The budget is given per task and spent over the model's untuned tasks together: every task gets two
+rounds (a blind one, then one guided by the cost model; tuning_focus.FIRST_ROUNDS), then
+MetaSchedule's gradient scheduler (Ansor's) gives the rest to the tasks that weigh most in the
+model's run time, instead of the same number to a 2-microsecond add as to the convolution that
+takes a third of the run; a last share goes to the tasks furthest behind (tuning_focus.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nasc.fsutil import atomic_copy, exclusive_lock
 
 from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
 from .tuning_budget import TuningBudget
-from .tuning_focus import TaskStanding, focus_budget, focus_tasks
+from .tuning_focus import FIRST_ROUNDS, TaskStanding, focus_budget, focus_tasks
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -233,10 +234,10 @@ def _remove_stale_runs(database_dir: Path) -> None:
 def trials_per_round(trials: int, tasks: int, cap: int) -> int:
     """Candidates measured per scheduling round when `trials` are spread over `tasks` tasks.
 
-    Every task gets one round first, so a round is at most half of the average share: the other
-    half (or more) is left for the gradient scheduler to hand to the tasks that weigh most.
+    Every task gets FIRST_ROUNDS rounds first; a round is sized so that they take at most two
+    thirds of the average share, the rest (or more) left for the tasks that gain most.
     """
-    return max(1, min(cap, trials // (2 * max(1, tasks))))
+    return max(1, min(cap, trials // ((FIRST_ROUNDS + 1) * max(1, tasks))))
 
 
 class _Tally:
@@ -396,13 +397,21 @@ def tune_module(
                     round_size = trials_per_round(remaining, len(todo), trials_per_iteration)
                     focus = focus_budget(remaining, round_size, len(todo))
 
+                    cost_model: list[Any] = []  # one model for the whole run, trained on every call's results
+
                     def run(tasks: list[int], trials: int) -> None:
-                        """One tune_tasks call over `tasks` (indices into `extracted`), `trials` in all."""
+                        """One tune_tasks call over `tasks` (indices into `extracted`), `trials` in all.
+                        Each call starts with a round for every task in `tasks`."""
+                        if trials <= 0:
+                            return
                         contexts, weights = extracted_tasks_to_tune_contexts(
                             [extracted[i] for i in tasks], str(work_dir), seed=seed,
                             strategy=ms.search_strategy.EvolutionarySearch(
                                 population_size=population_size(round_size)),
                         )
+                        if not cost_model:
+                            cost_model.append(ms.cost_model.XGBModel(
+                                num_tuning_cores=contexts[0].num_threads, tree_method="auto"))
                         callback = tally.callback(tasks, [int(w) for w in weights], checkpoint)
                         try:
                             ms.tune_tasks(
@@ -415,13 +424,17 @@ def tune_module(
                                 builder=builder,
                                 runner=measure.runner,
                                 measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                                cost_model=cost_model[0],
                                 task_scheduler=ms.task_scheduler.GradientBased(seed=seed),
                             )
                         except Exception as exc:
                             raise CompileError(
                                 f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
 
-                    run(todo, remaining - focus)
+                    # The blind first rounds (one call: none of its results is used before all are in),
+                    # then the guided second rounds and the gradient scheduler, then the focus phase.
+                    run(todo, min(remaining - focus, round_size * len(todo)))
+                    run(todo, remaining - focus - tally.done)
                     if focus:
                         # The rest to the tasks furthest behind their kind's best throughput (tuning_focus.py).
                         run(focus_tasks(_standings(extracted, todo, tally), focus, round_size) or todo,

@@ -93,6 +93,8 @@ def test_tuning_records_are_reused_across_runs_and_models(tmp_path: Path) -> Non
 
     first = compile_onnx(first_model, local, settings, tmp_path / "a1", cache)
     assert first.tuning.trials_run == 2 * len(first.tuning.tasks)  # 2 per task on average
+    # Rounds of one: every task gets its blind round and its guided one, none more (tuning_focus.FIRST_ROUNDS).
+    assert [t.trials_run for t in first.tuning.tasks] == [2] * len(first.tuning.tasks)
     assert first.tuning.tasks_tuned == len(first.tuning.tasks) > 0
     assert first.tuning.records_applied > 0
     assert first.parity.passed

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from nasc.compiler.tuning_focus import FOCUS_SHARE, TaskStanding, focus_budget, focus_tasks, potential_saving
+from nasc.compiler.tuning_focus import (
+    FIRST_ROUNDS,
+    FOCUS_SHARE,
+    TaskStanding,
+    focus_budget,
+    focus_tasks,
+    potential_saving,
+)
 
 
 def _conv(index: int, flops: float, us: float | None, weight: int = 1) -> TaskStanding:
@@ -16,11 +23,12 @@ def test_kind_drops_the_numbers_of_fused_task_names() -> None:
     assert TaskStanding(0, "fused_depthwise_conv2d_nchwc", 1, 1.0, 1.0).kind == "fused_depthwise_conv2d_nchwc"
 
 
-def test_the_focus_budget_is_a_share_that_leaves_every_task_its_first_round() -> None:
-    assert focus_budget(1532, 25, 30) == int(1532 * FOCUS_SHARE)  # squeezenet at 1536
-    assert focus_budget(60, 25, 1) == 0  # a quarter is less than two rounds: all to the gradient scheduler
-    assert focus_budget(40, 1, 20) == 10  # 2 per task: 30 left for the first phase, one round is 20
-    assert focus_budget(20, 1, 20) == 0  # 1 per task: the first rounds take it all
+def test_the_focus_budget_is_a_share_that_leaves_every_task_its_first_rounds() -> None:
+    assert FIRST_ROUNDS == 2
+    assert focus_budget(1536, 17, 30) == int(1536 * FOCUS_SHARE)  # squeezenet at 1536
+    assert focus_budget(60, 25, 1) == 0  # a quarter is less than two rounds: all to the first phases
+    assert focus_budget(60, 1, 20) == 15  # 3 per task: 45 left, the two first rounds take 40
+    assert focus_budget(50, 1, 20) == 0  # 2.5 per task: a quarter would cut into the first rounds
     assert focus_budget(0, 1, 0) == 0
 
 
