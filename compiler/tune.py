@@ -2,11 +2,11 @@
 
 A workload (one fused operator with its shapes, for one target) is tuned once at a given budget;
 later compiles of any model that contains it spend no trials on it (tuning_budget.py keeps count).
-The budget is given per task and spent over the model's untuned tasks together: every task gets two
-rounds (a blind one, then one guided by the cost model; tuning_focus.FIRST_ROUNDS), then
-MetaSchedule's gradient scheduler (Ansor's) gives the rest to the tasks that weigh most in the
-model's run time, instead of the same number to a 2-microsecond add as to the convolution that
-takes a third of the run; a last share goes to the tasks furthest behind (tuning_focus.py).
+The budget is given per task and spent over the model's untuned tasks together (task_scheduler.py):
+every task gets two rounds (a blind one, then one guided by the cost model), then MetaSchedule's
+gradient rule (Ansor's) gives rounds to the tasks that weigh most in the model's run time, instead
+of the same number to a 2-microsecond add as to the convolution that takes a third of the run; a
+last share goes to the tasks furthest behind their kind (tuning_focus.py).
 """
 
 from __future__ import annotations
@@ -252,6 +252,7 @@ class _Tally:
         self.measured = 0  # candidates with a valid timing
         self.first_error: str | None = None
         self.default_us: dict[int, float | None] = {}  # untuned schedule's time, for tasks timed this run
+        self.history: dict[int, list[float]] = {}  # per task: its best time (s) after each of its rounds
 
     def callback(self, task_ids: list[int], weights: list[int], checkpoint: Callable[[], None]):
         """A MeasureCallback for one tune_tasks call whose local task ids map to `task_ids`.
@@ -282,6 +283,7 @@ class _Tally:
                             tally.best_secs[task] = secs
                     elif tally.first_error is None:
                         tally.first_error = str(error or "no timing returned")
+                tally.history.setdefault(task, []).append(tally.best_secs.get(task, float("inf")))
                 if time.monotonic() - last_checkpoint[0] >= CHECKPOINT_S:
                     checkpoint()
                     last_checkpoint[0] = time.monotonic()
@@ -335,8 +337,8 @@ def tune_module(
     """Tune the tasks of `mod` (already lowered by build.lower_for_tuning) at `trials_per_task`.
 
     Tasks whose workload a run at this budget or a bigger one has tuned get no trials. The others
-    share `trials_per_task` times their number, less what earlier runs spent on them: one round each
-    of at most `trials_per_iteration` candidates, the rest by MetaSchedule's gradient scheduler.
+    share `trials_per_task` times their number, less what earlier runs spent on them, in rounds of at
+    most `trials_per_iteration` candidates handed out by task_scheduler.PhasedScheduler.
     The run's records are merged into the database atomically every CHECKPOINT_S seconds, so an
     interrupted or failed run keeps what it measured and never leaves a half-written database.
     `measurement` opens where candidates are timed, only when some task needs trials (default:
@@ -346,6 +348,7 @@ def tune_module(
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
     from .pooled_builder import PooledLocalBuilder
+    from .task_scheduler import PhasedScheduler
     from .tensor_intrinsics import import_tensor_intrinsics
 
     started = time.perf_counter()
@@ -397,48 +400,35 @@ def tune_module(
                     round_size = trials_per_round(remaining, len(todo), trials_per_iteration)
                     focus = focus_budget(remaining, round_size, len(todo))
 
-                    cost_model: list[Any] = []  # one model for the whole run, trained on every call's results
-
-                    def run(tasks: list[int], trials: int) -> None:
-                        """One tune_tasks call over `tasks` (indices into `extracted`), `trials` in all.
-                        Each call starts with a round for every task in `tasks`."""
-                        if trials <= 0:
-                            return
-                        contexts, weights = extracted_tasks_to_tune_contexts(
-                            [extracted[i] for i in tasks], str(work_dir), seed=seed,
-                            strategy=ms.search_strategy.EvolutionarySearch(
-                                population_size=population_size(round_size)),
+                    contexts, weights = extracted_tasks_to_tune_contexts(
+                        [extracted[i] for i in todo], str(work_dir), seed=seed,
+                        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(round_size)),
+                    )
+                    callback = tally.callback(todo, [int(w) for w in weights], checkpoint)
+                    # One call runs every phase (task_scheduler.py), so each task keeps one search state.
+                    scheduler = PhasedScheduler(
+                        weights=[float(w) for w in weights],
+                        history=lambda local: tally.history.get(todo[local], []),
+                        total_trials=remaining,
+                        focus_trials=focus,
+                        pick_focus=lambda: [todo.index(i) for i in
+                                            focus_tasks(_standings(extracted, todo, tally), focus, round_size)],
+                    )
+                    try:
+                        ms.tune_tasks(
+                            tasks=contexts,
+                            task_weights=weights,
+                            work_dir=str(work_dir),
+                            max_trials_global=remaining,
+                            num_trials_per_iter=round_size,
+                            database=database,
+                            builder=builder,
+                            runner=measure.runner,
+                            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+                            task_scheduler=scheduler,
                         )
-                        if not cost_model:
-                            cost_model.append(ms.cost_model.XGBModel(
-                                num_tuning_cores=contexts[0].num_threads, tree_method="auto"))
-                        callback = tally.callback(tasks, [int(w) for w in weights], checkpoint)
-                        try:
-                            ms.tune_tasks(
-                                tasks=contexts,
-                                task_weights=weights,
-                                work_dir=str(work_dir),
-                                max_trials_global=trials,
-                                num_trials_per_iter=round_size,
-                                database=database,
-                                builder=builder,
-                                runner=measure.runner,
-                                measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
-                                cost_model=cost_model[0],
-                                task_scheduler=ms.task_scheduler.GradientBased(seed=seed),
-                            )
-                        except Exception as exc:
-                            raise CompileError(
-                                f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
-
-                    # The blind first rounds (one call: none of its results is used before all are in),
-                    # then the guided second rounds and the gradient scheduler, then the focus phase.
-                    run(todo, min(remaining - focus, round_size * len(todo)))
-                    run(todo, remaining - focus - tally.done)
-                    if focus:
-                        # The rest to the tasks furthest behind their kind's best throughput (tuning_focus.py).
-                        run(focus_tasks(_standings(extracted, todo, tally), focus, round_size) or todo,
-                            remaining - tally.done)
+                    except Exception as exc:
+                        raise CompileError(f"MetaSchedule tuning failed: {type(exc).__name__}: {exc}") from exc
                     if tally.done > 0 and tally.measured == 0:
                         # Nothing is recorded: a budget spent on failures would never be tuned again.
                         raise CompileError(

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 # Share of a run's trials kept for the focus phase (when it is at least two rounds).
 FOCUS_SHARE = 0.25
 ROUNDS_PER_FOCUS_TASK = 2
-# Rounds every task gets before any task gets more (tune.py). The first is blind: MetaSchedule's
-# round-robin start processes no result until every task has had its round, so its cost model is
-# untrained and the candidates are a random draw. The second is guided by a model trained on every
-# task's first round and seeded with the task's own best. In a squeezenet run the second round cut
-# 10 of 13 tasks' best time by 1.7-3.8x, while the classifier's rounds 3 to 14 gained 14 % in all;
-# the gradient scheduler left six small convolutions at their blind first round.
+# Rounds every task gets before any task gets more (task_scheduler.py). The first is blind: no result
+# is processed before every task has had it, so the cost model is untrained and the candidates are a
+# random draw. The second is guided by a model trained on every task's first round and seeded with
+# the task's own best. In a squeezenet run the second round cut 10 of 13 tasks' best time by
+# 1.7-3.8x, while the classifier's rounds 3 to 14 gained 14 % in all; MetaSchedule's gradient
+# scheduler had left six small convolutions at their blind first round.
 FIRST_ROUNDS = 2
 
 
