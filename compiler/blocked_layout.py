@@ -31,7 +31,7 @@ import numpy as np
 from .strided_conv import conv_out_dtype, static_ints
 
 # The layout's name in the latency table's version key (devices/latency_table.py).
-LAYOUT = "NCHWc-padded"
+LAYOUT = "NCHWc-padded-isa"  # "-isa": the block follows the CPU's vector ISA
 # Channels are padded up to a whole number of full blocks when that adds at most this fraction.
 MAX_PADDING = 1 / 3
 _ELEMENTWISE = frozenset({
@@ -40,14 +40,25 @@ _ELEMENTWISE = frozenset({
 })
 _POOLS = frozenset({"relax.nn.max_pool2d", "relax.nn.avg_pool2d"})
 _CLIP_HALF = re.compile(r"^(maximum|minimum)\d*$")
+# The widest vector ISA a CPU target has, by LLVM feature name, and its register width in bits.
+_VECTOR_BITS = (("avx512f", 512), ("avx", 256), ("sve", 128), ("neon", 128), ("sse2", 128))
 
 
 def channel_block(target: Any) -> int:
-    """Floats per vector register of an LLVM CPU target (the channel block); 0 where the pass is off."""
+    """Floats per vector register of an LLVM CPU target (the channel block); 0 where the pass is off.
+
+    Read from the target's CPU features: TVM's `llvm_get_vector_width` says 512 bits for every x86
+    CPU, AVX2-only ones (haswell, znver3) included, which made the block 16 floats, two registers,
+    where onnxruntime's kernels use 8.
+    """
     from tvm.target import codegen
 
     if target.kind.name != "llvm":
         return 0
+    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
+    for feature, bits in _VECTOR_BITS:
+        if feature in features:
+            return bits // 32
     lanes = int(codegen.llvm_get_vector_width(target)) // 32
     return lanes if lanes >= 4 else 0
 

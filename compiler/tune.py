@@ -29,6 +29,7 @@ from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
 from nasc.fsutil import atomic_copy, exclusive_lock
 
+from .blocked_conv_space import design_space
 from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
 from .tuning_budget import TuningBudget
 from .tuning_focus import FIRST_ROUNDS, TaskStanding, focus_budget, focus_tasks
@@ -345,7 +346,7 @@ def tune_module(
     :func:`host_measurement`; remote_tuning times them on a device over RPC).
     """
     from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
 
     from .pooled_builder import PooledLocalBuilder
     from .task_scheduler import PhasedScheduler
@@ -400,10 +401,8 @@ def tune_module(
                     round_size = trials_per_round(remaining, len(todo), trials_per_iteration)
                     focus = focus_budget(remaining, round_size, len(todo))
 
-                    contexts, weights = extracted_tasks_to_tune_contexts(
-                        [extracted[i] for i in todo], str(work_dir), seed=seed,
-                        strategy=ms.search_strategy.EvolutionarySearch(population_size=population_size(round_size)),
-                    )
+                    contexts, weights = tune_contexts([extracted[i] for i in todo], work_dir, seed,
+                                                      population_size(round_size))
                     callback = tally.callback(todo, [int(w) for w in weights], checkpoint)
                     # One call runs every phase (task_scheduler.py), so each task keeps one search state.
                     scheduler = PhasedScheduler(
@@ -464,6 +463,26 @@ def tune_module(
         measured_on=where,
         emulated=emulated,
     )
+
+
+def tune_contexts(tasks: list[Any], work_dir: Path, seed: int, population: int) -> tuple[list[Any], list[float]]:
+    """MetaSchedule's tuning contexts and weights for `tasks`, each with its design space
+    (blocked_conv_space.py) and an evolutionary search of `population` (as MetaSchedule's
+    extracted_tasks_to_tune_contexts makes them, which gives every task the same space)."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    contexts: list[Any] = []
+    for task, logger, rand_state in zip(tasks, get_loggers_from_work_dir(str(work_dir), [t.task_name for t in tasks]),
+                                        fork_seed(seed, n=len(tasks)), strict=True):
+        contexts.append(ms.TuneContext(
+            mod=task.dispatched[0], target=task.target, space_generator=design_space(task.dispatched[0]),
+            search_strategy=ms.search_strategy.EvolutionarySearch(population_size=population),
+            task_name=task.task_name, logger=logger, rand_state=rand_state, num_threads="physical",
+        ).clone())
+    _quiet_meta_schedule()  # the loggers' setup raised the level again
+    return contexts, [float(t.weight) for t in tasks]
 
 
 def _standings(extracted: list[Any], todo: list[int], tally: _Tally) -> list[TaskStanding]:

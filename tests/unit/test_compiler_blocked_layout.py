@@ -30,15 +30,15 @@ class _MixedNet(nn.Module):
         self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)  # fewer input channels than a block
         self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
         self.project = nn.Conv2d(16, 16, 1)
-        self.expand = nn.Conv2d(16, 24, 1)  # 24 channels: padded to 32
-        self.depthwise_s2 = nn.Conv2d(24, 24, 5, stride=2, padding=2, groups=24)
-        self.branch_a = nn.Conv2d(24, 16, 1)
-        self.branch_b = nn.Conv2d(24, 16, 3, padding=1)
+        self.expand = nn.Conv2d(16, 26, 1)  # 26 channels: padded to 32 (blocks of 8 or 16)
+        self.depthwise_s2 = nn.Conv2d(26, 26, 5, stride=2, padding=2, groups=26)
+        self.branch_a = nn.Conv2d(26, 16, 1)
+        self.branch_b = nn.Conv2d(26, 16, 3, padding=1)
         self.grouped = nn.Conv2d(32, 16, 3, padding=1, groups=2)  # stays NCHW
-        self.classifier = nn.Conv2d(16, 40, 1)  # 40 channels: padded to 48
-        self.narrow = nn.Conv2d(40, 10, 1)  # 10 channels: no block fits, stays NCHW
-        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 40).reshape(1, 40, 1, 1), requires_grad=False)
-        self.head = nn.Linear(50, 5)
+        self.classifier = nn.Conv2d(16, 42, 1)  # 42 channels: padded to 48
+        self.narrow = nn.Conv2d(42, 10, 1)  # 10 channels: no block fits, stays NCHW
+        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 42).reshape(1, 42, 1, 1), requires_grad=False)
+        self.head = nn.Linear(52, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.clamp(self.stem(x), 0.0, 6.0)
@@ -105,10 +105,25 @@ def test_blocked_network_matches_onnxruntime(mixed_onnx: Path) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_channel_block_follows_the_target_vector_width() -> None:
+@pytest.mark.parametrize(("mcpu", "triple", "floats"), [
+    ("znver4", "x86_64", 16), ("skylake-avx512", "x86_64", 16),  # AVX-512
+    ("znver3", "x86_64", 8), ("haswell", "x86_64", 8),  # AVX2 only: TVM's own vector width says 512 bits
+    ("x86-64", "x86_64", 4),  # SSE2
+    ("cortex-a72", "aarch64", 4),  # NEON
+])
+def test_channel_block_follows_the_cpus_vector_isa(mcpu: str, triple: str, floats: int) -> None:
     import tvm
 
-    assert channel_block(tvm_target(resolve_device("local"))) == 16  # AVX-512
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "mtriple": f"{triple}-linux-gnu"})
+    assert channel_block(target) == floats
+
+
+def test_channel_block_of_the_devices() -> None:
+    import tvm
+    from tvm.target import codegen
+
+    local = tvm_target(resolve_device("local"))
+    assert channel_block(local) == (16 if "avx512f" in set(codegen.llvm_get_cpu_features(local)) else 8)
     assert channel_block(tvm_target(resolve_device("rpi4"))) == 4  # NEON
     assert channel_block(tvm.target.Target("nvidia/jetson-nano")) == 0  # CUDA: the pass is off
 

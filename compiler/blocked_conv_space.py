@@ -1,0 +1,117 @@
+"""A design space of nasc's own for the channel-blocked convolutions (blocked_layout.py).
+
+MetaSchedule's generic CPU space tiles each of a convolution's nine loops at several levels with
+sampled sizes: most random draws from it are slow, so a small budget finds a fast schedule by luck.
+This space keeps the structure CPU convolution kernels share (onnxruntime's NCHWc kernels and TVM's
+old x86 templates) and samples only its sizes:
+
+- the output is computed one register tile at a time: `oc_i` channel blocks x `y_i` rows x `x_i`
+  columns, each point one vector of the channel block; the whole reduction (input channels, kernel
+  rows and columns) runs inside the tile, so its accumulators stay in registers, and the fused
+  epilogue (bias, activation, residual add) is applied to the tile before it is stored;
+- the tiles' outer loops over channel blocks and rows run in parallel; the channel block is the
+  vectorised axis;
+- a padded input is computed first, in parallel;
+- how far the reduction's loops are unrolled is sampled as MetaSchedule's own rule samples it.
+
+The sizes are perfect tiles, so MetaSchedule's evolutionary search mutates them as it does its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CONV_BLOCKS = ("conv2d_nchwc", "depthwise_conv2d_nchwc")
+PAD_BLOCK = "pad_nchwc"
+UNROLL_STEPS = (0, 16, 64, 512)
+
+
+@dataclass(frozen=True)
+class RegisterBudget:
+    """The most a register tile may hold along each of its axes (the tile's sampled sizes stay at or under them)."""
+
+    channel_blocks: int = 4
+    rows: int = 4
+    columns: int = 16
+
+
+def blocked_conv_block(mod: Any) -> str | None:
+    """The name of the blocked convolution block in a tuning task (an IRModule with one PrimFunc),
+    if it is one this space schedules: a convolution, an optional padding before it, and element-wise
+    blocks after it only (None for any other task)."""
+    import tvm
+
+    try:
+        sch = tvm.s_tir.Schedule(mod)
+        names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    except Exception:  # no root block, or more than one function: not a task this space knows
+        return None
+    convs = [n for n in names if n in CONV_BLOCKS]
+    if len(convs) != 1:
+        return None
+    conv = convs[0]
+    before = names[:names.index(conv)]
+    if before not in ([], [PAD_BLOCK]):
+        return None
+    try:  # a dry run: an epilogue that is not element-wise over the output fails here, not in tuning
+        schedule_blocked_conv(tvm.s_tir.Schedule(mod), conv)
+    except Exception:
+        return None
+    return conv
+
+
+def schedule_blocked_conv(sch: Any, conv_name: str, budget: RegisterBudget = RegisterBudget()) -> None:
+    """Apply the space's structure to `sch` (a tuning task holding one blocked convolution), with
+    sampled tile sizes and unroll depth."""
+    root = sch.get_sblock("root")
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    conv = blocks[names.index(conv_name)]
+    epilogue = blocks[names.index(conv_name) + 1:]
+    for block in epilogue[:-1]:
+        sch.compute_inline(block)
+    out = epilogue[-1] if epilogue else sch.cache_write(conv, 0, "global")
+
+    n, oc, y, x, lane = sch.get_loops(out)
+    oc_o, oc_i = sch.split(oc, sch.sample_perfect_tile(oc, n=2, max_innermost_factor=budget.channel_blocks))
+    y_o, y_i = sch.split(y, sch.sample_perfect_tile(y, n=2, max_innermost_factor=budget.rows))
+    x_o, x_i = sch.split(x, sch.sample_perfect_tile(x, n=2, max_innermost_factor=budget.columns))
+    sch.reorder(oc_o, y_o, x_o, oc_i, y_i, x_i, lane)
+    sch.parallel(sch.fuse(n, oc_o, y_o))
+    sch.compute_at(conv, x_o, preserve_unit_loops=True)
+    for loop in (oc_i, y_i, x_i):
+        sch.unroll(loop)
+    sch.vectorize(lane)
+
+    loops = sch.get_loops(conv)
+    reductions = 2 if conv_name.startswith("depthwise") else 4
+    tile = loops[-4 - reductions:-reductions]  # oc_i, y_i, x_i, lane under x_o
+    sch.reorder(*loops[-reductions:], *tile)
+    for loop in tile[:-1]:
+        sch.unroll(loop)
+    sch.vectorize(tile[-1])
+
+    if PAD_BLOCK in names:
+        pad = blocks[names.index(PAD_BLOCK)]
+        p_n, p_c, p_y, _, p_lane = sch.get_loops(pad)
+        sch.parallel(sch.fuse(p_n, p_c, p_y))
+        sch.vectorize(p_lane)
+
+    unroll = sch.sample_categorical(candidates=list(UNROLL_STEPS), probs=[1 / len(UNROLL_STEPS)] * len(UNROLL_STEPS))
+    sch.annotate(root, "meta_schedule.unroll_explicit", unroll)
+
+
+def design_space(mod: Any) -> Any:
+    """The design space generator for a tuning task: this space for a blocked convolution, MetaSchedule's
+    generic one ("post-order-apply") for everything else."""
+    from tvm.s_tir import meta_schedule as ms
+
+    conv = blocked_conv_block(mod)
+    if conv is None:
+        return "post-order-apply"
+
+    def apply(sch: Any) -> None:
+        schedule_blocked_conv(sch, conv)
+
+    return ms.space_generator.ScheduleFn(apply)

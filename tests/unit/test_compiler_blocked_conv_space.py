@@ -1,0 +1,131 @@
+"""nasc's design space for blocked convolutions: which tasks it takes, and every point of it computes
+the same numbers as the unscheduled task, through MetaSchedule's own sampling and postprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nasc.compiler.blocked_conv_space import blocked_conv_block, design_space, schedule_blocked_conv
+
+TARGET = {"kind": "llvm", "mcpu": "haswell", "mtriple": "x86_64-linux-gnu", "num-cores": 2}
+
+
+def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: bool = True):
+    """A tuning task as the blocked layout makes one: convolution (+ bias and ReLU when `epilogue`)."""
+    import tvm
+    from tvm import te, tirx
+
+    from nasc.compiler.blocked_layout import conv2d_nchwc
+
+    block, chunks, size = 8, 2, 6  # small enough that any tile, fully unrolled, compiles in seconds
+    data_shape = (1, chunks, size, size, block) if blocked_input else (1, 3, size, size)
+    in_block = block if blocked_input else 3
+    data = te.placeholder(data_shape, name="data")
+    in_chunks = chunks if blocked_input else 1
+    kernel_shape = (chunks, 3, 3, block) if depthwise else (4, in_chunks, 3, 3, in_block, block)
+    kernel = te.placeholder(kernel_shape, name="kernel")
+    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(padding,) * 4, depthwise=depthwise, out_dtype="float32")
+    tensors = [data, kernel]
+    if epilogue:
+        bias = te.placeholder((1, int(conv.shape[1]), 1, 1, block), name="bias")
+        added = te.compute(conv.shape, lambda n, c, y, x, b: conv[n, c, y, x, b] + bias[0, c, 0, 0, b], name="T_add")
+        out = te.compute(conv.shape, lambda *i: tirx.max(added(*i), tirx.const(0.0, "float32")), name="compute")
+        tensors += [bias, out]
+    else:
+        tensors.append(conv)
+    return tvm.IRModule({"main": te.create_prim_func(tensors)})
+
+
+def _run(mod, seed: int = 0) -> np.ndarray:
+    import tvm
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    rng = np.random.default_rng(seed)
+    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in info.as_json()[2]]).astype("float32"))
+            for info in ArgInfo.from_entry_func(mod, remove_preproc=True)]
+    tvm.compile(mod, target=tvm.target.Target(TARGET))(*args)
+    return args[-1].numpy()
+
+
+CASES = [
+    pytest.param(dict(depthwise=False, padding=1, epilogue=True), id="dense-padded-epilogue"),
+    pytest.param(dict(depthwise=False, padding=0, epilogue=False), id="dense-no-epilogue"),
+    pytest.param(dict(depthwise=True, padding=1, epilogue=True), id="depthwise-padded-epilogue"),
+    pytest.param(dict(depthwise=False, padding=1, epilogue=True, blocked_input=False), id="stem-nchw-input"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_blocked_conv_tasks_are_recognised(case: dict) -> None:
+    expected = "depthwise_conv2d_nchwc" if case["depthwise"] else "conv2d_nchwc"
+    assert blocked_conv_block(_conv_task(**case)) == expected
+
+
+def test_other_tasks_keep_the_generic_space() -> None:
+    import tvm
+    from tvm import te
+
+    a = te.placeholder((4, 8), name="a")
+    b = te.compute((4, 8), lambda i, j: a[i, j] * 2.0, name="double")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b])})
+    assert blocked_conv_block(mod) is None
+    assert design_space(mod) == "post-order-apply"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sampled_schedules_compute_the_same_numbers(case: dict) -> None:
+    """Several points of the space, drawn and postprocessed by MetaSchedule as tuning does."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.schedule import Trace
+
+    from nasc.compiler.tensor_intrinsics import import_tensor_intrinsics
+
+    import_tensor_intrinsics()  # a tuning context imports them; the slow way takes a minute under pytest
+    mod = _conv_task(**case)
+    want = _run(mod)
+    context = ms.TuneContext(mod=mod, target=tvm.target.Target(TARGET), space_generator=design_space(mod),
+                             search_strategy="replay-trace", rand_state=7)
+    (space,) = context.generate_design_space()
+    postprocs = context.space_generator.postprocs
+    seen: set[str] = set()
+    for seed in range(1, 7):
+        sch = tvm.s_tir.Schedule(mod, seed=seed)
+        Trace(space.trace.insts, {}).apply_to_schedule(sch, remove_postproc=True)  # no decisions: fresh samples
+        assert all(p.apply(sch) for p in postprocs), "a postprocessor refused a point of the space"
+        seen.add(str(sch.trace.decisions))
+        np.testing.assert_allclose(_run(sch.mod), want, rtol=1e-5, atol=1e-4)
+    assert len(seen) > 1, "the space's sizes were not sampled"
+
+
+def test_register_tile_is_vectorised_over_the_channel_block() -> None:
+    import tvm
+    from tvm.tirx import ForKind
+
+    mod = _conv_task(depthwise=False, padding=1, epilogue=True)
+    sch = tvm.s_tir.Schedule(mod, seed=3)
+    schedule_blocked_conv(sch, "conv2d_nchwc")
+    script = sch.mod.script()
+    assert "T.parallel" in script and "T.vectorized(8)" in script
+    conv_loops = sch.get_loops(sch.get_sblock("conv2d_nchwc"))
+    kinds = [sch.get(loop).kind for loop in conv_loops]
+    assert kinds[0] == ForKind.PARALLEL and kinds[-1] == ForKind.VECTORIZED, kinds
+    assert kinds[-4:-1] == [ForKind.UNROLLED] * 3, kinds  # the register tile: channel blocks, rows, columns
+
+
+def test_a_convolution_with_an_epilogue_the_space_cannot_take_keeps_the_generic_space() -> None:
+    """A reduction after the convolution (not element-wise over its output): the dry run refuses it."""
+    import tvm
+    from tvm import te
+
+    from nasc.compiler.blocked_layout import conv2d_nchwc
+
+    data = te.placeholder((1, 2, 6, 6, 8), name="data")
+    kernel = te.placeholder((2, 2, 1, 1, 8, 8), name="kernel")
+    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(0, 0, 0, 0), depthwise=False, out_dtype="float32")
+    k = te.reduce_axis((0, 6), name="k")
+    rowsum = te.compute((1, 2, 6, 8), lambda n, c, y, b: te.sum(conv[n, c, y, k, b], axis=k), name="rowsum")
+    mod = tvm.IRModule({"main": te.create_prim_func([data, kernel, rowsum])})
+    assert blocked_conv_block(mod) is None
+    assert design_space(mod) == "post-order-apply"
