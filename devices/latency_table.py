@@ -50,7 +50,7 @@ CREATE INDEX IF NOT EXISTS latency_device ON latency (fingerprint, target_json, 
 
 def tvm_version() -> str:
     """The installed TVM's version and how nasc lowers and runs with it
-    (e.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded").
+    (e.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa").
 
     A latency, or a built block, from another TVM, VM mode, convolution lowering or layout is never reused.
     """
