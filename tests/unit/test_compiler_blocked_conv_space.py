@@ -129,3 +129,25 @@ def test_a_convolution_with_an_epilogue_the_space_cannot_take_keeps_the_generic_
     mod = tvm.IRModule({"main": te.create_prim_func([data, kernel, rowsum])})
     assert blocked_conv_block(mod) is None
     assert design_space(mod) == "post-order-apply"
+
+
+def test_column_tiles_that_do_not_divide_the_width_compute_the_same_numbers() -> None:
+    """A row of 6 columns in tiles of 4 (a full tile and a short one) and of 5."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from nasc.compiler.tensor_intrinsics import import_tensor_intrinsics
+
+    import_tensor_intrinsics()
+    mod = _conv_task(depthwise=False, padding=1, epilogue=True)
+    want = _run(mod)
+    context = ms.TuneContext(mod=mod, target=tvm.target.Target(TARGET), space_generator=design_space(mod),
+                             search_strategy="replay-trace", rand_state=7)
+    (space,) = context.generate_design_space()
+    columns = next(inst for inst in space.trace.insts if inst.kind.name == "SampleCategorical")
+    assert [int(c) for c in columns.attrs[0]] == [1, 2, 3, 4, 5, 6]
+    for index in (3, 4):  # 4 and 5 columns
+        sch = tvm.s_tir.Schedule(mod)
+        space.trace.with_decision(columns, index, remove_postproc=True).apply_to_schedule(sch, remove_postproc=True)
+        assert all(p.apply(sch) for p in context.space_generator.postprocs)
+        np.testing.assert_allclose(_run(sch.mod), want, rtol=1e-5, atol=1e-4)
