@@ -23,6 +23,7 @@ perfect tiles their whole spaces were 24 and 8 candidates).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +81,9 @@ def schedule_blocked_conv(sch: Any, conv_name: str, budget: RegisterBudget = Reg
     n, oc, y, x, lane = sch.get_loops(out)
     oc_o, oc_i = sch.split(oc, sch.sample_perfect_tile(oc, n=2, max_innermost_factor=budget.channel_blocks))
     y_o, y_i = sch.split(y, sch.sample_perfect_tile(y, n=2, max_innermost_factor=budget.rows))
-    # Any column count up to the budget, the last tile of a row shorter where it does not divide the width:
-    # rows of 13 columns left perfect tiles 1 or 13 (squeezenet's 13x13 3x3 expand: 331 us against 636).
-    columns = list(range(1, min(int(sch.get(x).extent), budget.columns) + 1))
-    x_o, x_i = sch.split(x, [None, sch.sample_categorical(candidates=columns, probs=[1 / len(columns)] * len(columns))])
+    # Any column count up to the budget, the row's last tile shorter where it does not divide the width.
+    columns = range(1, min(int(sch.get(x).extent), budget.columns) + 1)
+    x_o, x_i = sch.split(x, [None, _sample_uniform(sch, columns)])
     sch.reorder(oc_o, y_o, x_o, oc_i, y_i, x_i, lane)
     sch.parallel(sch.fuse(n, oc_o, y_o))
     sch.compute_at(conv, x_o, preserve_unit_loops=True)
@@ -105,8 +105,12 @@ def schedule_blocked_conv(sch: Any, conv_name: str, budget: RegisterBudget = Reg
         sch.parallel(sch.fuse(p_n, p_c, p_y))
         sch.vectorize(p_lane)
 
-    unroll = sch.sample_categorical(candidates=list(UNROLL_STEPS), probs=[1 / len(UNROLL_STEPS)] * len(UNROLL_STEPS))
-    sch.annotate(root, "meta_schedule.unroll_explicit", unroll)
+    sch.annotate(root, "meta_schedule.unroll_explicit", _sample_uniform(sch, UNROLL_STEPS))
+
+
+def _sample_uniform(sch: Any, candidates: Sequence[int]) -> Any:
+    """One of `candidates`, each as likely, as a sampled (replayable) value of `sch`."""
+    return sch.sample_categorical(candidates=list(candidates), probs=[1 / len(candidates)] * len(candidates))
 
 
 def design_space(mod: Any) -> Any:

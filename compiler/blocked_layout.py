@@ -12,7 +12,7 @@ converted value is emitted and dead-code elimination removes the ones nothing re
 
 Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights
 (and dropout, an identity at inference, passes the blocked tensor through);
-the block is the target's vector width in floats (16 with AVX-512, 4 with NEON). A channel count that
+the block is the target's vector width in floats (16 with AVX-512, 8 with AVX2, 4 with NEON). A channel count that
 is not a multiple of it is padded up to one with zero weights, as onnxruntime's kernels do, when that
 wastes at most a third (1000 classes -> 1008, 24 -> 32); otherwise it takes the largest smaller block
 that divides it. Padded lanes hold finite values that every consumer ignores: convolutions read them
