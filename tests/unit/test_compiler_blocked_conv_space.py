@@ -151,3 +151,24 @@ def test_column_tiles_that_do_not_divide_the_width_compute_the_same_numbers() ->
         space.trace.with_decision(columns, index, remove_postproc=True).apply_to_schedule(sch, remove_postproc=True)
         assert all(p.apply(sch) for p in context.space_generator.postprocs)
         np.testing.assert_allclose(_run(sch.mod), want, rtol=1e-5, atol=1e-4)
+
+
+def test_channel_blocks_that_divide_only_by_powers_of_five_get_tiles_of_five() -> None:
+    """A 1000-class classifier has 125 blocks of 8 channels (here 25: also 5 x 5); with a budget of 4
+    blocks per tile its only tile would be one block."""
+    import tvm
+    from tvm import te
+
+    from nasc.compiler.blocked_layout import conv2d_nchwc
+
+    data = te.placeholder((1, 2, 3, 3, 8), name="data")
+    kernel = te.placeholder((25, 2, 1, 1, 8, 8), name="kernel")
+    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(0, 0, 0, 0), depthwise=False, out_dtype="float32")
+    mod = tvm.IRModule({"main": te.create_prim_func([data, kernel, conv])})
+    tiles = set()
+    for seed in range(1, 21):
+        sch = tvm.s_tir.Schedule(mod, seed=seed)
+        schedule_blocked_conv(sch, "conv2d_nchwc")
+        channel_tile = next(inst for inst in sch.trace.insts if inst.kind.name == "SamplePerfectTile")
+        tiles.add(int(sch.trace.decisions[channel_tile][1]))
+    assert tiles == {1, 5}, tiles
