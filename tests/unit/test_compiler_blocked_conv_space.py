@@ -11,7 +11,8 @@ from nasc.compiler.blocked_conv_space import blocked_conv_block, design_space, s
 TARGET = {"kind": "llvm", "mcpu": "haswell", "mtriple": "x86_64-linux-gnu", "num-cores": 2}
 
 
-def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: bool = True):
+def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: bool = True,
+               out_chunks: int = 4):
     """A tuning task as the blocked layout makes one: convolution (+ bias and ReLU when `epilogue`)."""
     import tvm
     from tvm import te, tirx
@@ -23,7 +24,7 @@ def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: 
     in_block = block if blocked_input else 3
     data = te.placeholder(data_shape, name="data")
     in_chunks = chunks if blocked_input else 1
-    kernel_shape = (chunks, 3, 3, block) if depthwise else (4, in_chunks, 3, 3, in_block, block)
+    kernel_shape = (chunks, 3, 3, block) if depthwise else (out_chunks, in_chunks, 3, 3, in_block, block)
     kernel = te.placeholder(kernel_shape, name="kernel")
     conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(padding,) * 4, depthwise=depthwise, out_dtype="float32")
     tensors = [data, kernel]
@@ -157,14 +158,8 @@ def test_channel_blocks_that_divide_only_by_powers_of_five_get_tiles_of_five() -
     """A 1000-class classifier has 125 blocks of 8 channels (here 25: also 5 x 5); with a budget of 4
     blocks per tile its only tile would be one block."""
     import tvm
-    from tvm import te
 
-    from nasc.compiler.blocked_layout import conv2d_nchwc
-
-    data = te.placeholder((1, 2, 3, 3, 8), name="data")
-    kernel = te.placeholder((25, 2, 1, 1, 8, 8), name="kernel")
-    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(0, 0, 0, 0), depthwise=False, out_dtype="float32")
-    mod = tvm.IRModule({"main": te.create_prim_func([data, kernel, conv])})
+    mod = _conv_task(depthwise=False, padding=0, epilogue=False, out_chunks=25)
     tiles = set()
     for seed in range(1, 21):
         sch = tvm.s_tir.Schedule(mod, seed=seed)
