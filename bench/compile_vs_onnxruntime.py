@@ -33,12 +33,12 @@ from nasc.compiler.build import lower_for_tuning
 from nasc.compiler.export import export_onnx
 from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import io_specs, load_onnx
-from nasc.compiler.pipeline import compile_onnx
 from nasc.compiler.reference_nets import mbconv_reference
+from nasc.compiler.settings import CompileSettings
 from nasc.compiler.target import tvm_target
 from nasc.compiler.verify import random_inputs
-from nasc.config import CompileSettings
 from nasc.devices.registry import resolve_device
+from nasc.pipeline.compile import compile_onnx
 
 ONNX_TEST_DATA = Path(__import__("onnx").__file__).parent / "backend" / "test" / "data" / "light"
 
@@ -85,9 +85,9 @@ def untuned_kept(onnx_path: Path, database_dir: Path) -> int:
     )
 
 
-# Each side runs this long before it is timed. In a fresh process TVM's first ~20 ms of runs were
-# 2.4x slower on this machine (mbconv-32: 78 us per run, then 31-33 from 24 ms on), and the
-# protocol's 300 timed runs of a small model (15-25 ms) fell inside that: warm up by time, not count.
+# Each side runs this long before it is timed. In a fresh process TVM's first runs (for a few tens
+# of milliseconds) can be much slower than the rest, and all of the protocol's timed runs of a small
+# model can fall inside that window: warm up by time, not count.
 WARMUP_S = 0.25
 
 
@@ -136,9 +136,9 @@ def time_in_fresh_process(kind: str, path: Path, inputs: list[np.ndarray], names
                           repeat: int, threads: int = 0, env: dict[str, str | None] | None = None) -> float:
     """Median ms of `kind` ("tvm" or "ort") timed in a new interpreter, as a deployed program runs it.
 
-    Timed in the benchmark's own process, right after tuning, the same library measured 1.4-1.5x
-    slower than in a fresh process (left-over worker and cost-model threads), so both sides are
-    timed fresh. `env` changes the child's environment (None removes a variable).
+    Timed in the benchmark's own process, right after tuning, the same library measured slower than
+    in a fresh process (left-over worker and cost-model threads), so both sides are timed fresh.
+    `env` changes the child's environment (None removes a variable).
     """
     import subprocess
 
@@ -170,7 +170,7 @@ class TimingRound:
 
     @property
     def ort_ms(self) -> float:
-        """onnxruntime at its best in this round (its default two threads swing between modes here)."""
+        """onnxruntime at its best in this round (its default threading swings on a shared host)."""
         return min(self.ort_default_ms, self.ort_single_ms)
 
     @property
@@ -183,8 +183,8 @@ def time_round(library: Path, onnx_path: Path, inputs: list[np.ndarray], names: 
                repeat: int) -> TimingRound:
     """Time both sides back to back, each in a fresh process.
 
-    This shared machine sometimes runs multi-threaded programs about 2x slower for minutes at a time;
-    figures taken seconds apart are mostly in the same mode, so ratios are formed within a round and
+    A shared host can run multi-threaded programs much slower for minutes at a time; figures taken
+    seconds apart are mostly in the same mode, so ratios are formed within a round and
     the benchmark reports their median, never a ratio of a slowed figure to a normal one.
     """
     nasc_ms = time_in_fresh_process("tvm", library, inputs, names, number, repeat,
@@ -242,8 +242,8 @@ def main() -> None:
                 level_cache = workdir / "untuned-cache" if budget == 0 else cache
                 artifact = compile_onnx(path, local, settings, workdir / f"{name}-{budget}", level_cache)
                 compile_s = time.perf_counter() - started
-                # With TVM_NUM_THREADS unset, TVM's pool used one thread on a 2-core x86 machine and ran
-                # slower than with it set; a deployment sets it to its cores. Both figures are recorded.
+                # With TVM_NUM_THREADS unset, TVM's pool can use fewer threads than there are cores (one
+                # on a 2-core x86 host); a deployment sets it to its cores. Both figures are recorded.
                 lib = artifact.library_path
                 nasc_default_ms = time_in_fresh_process("tvm", lib, inputs, names, args.number, args.repeat,
                                                         env={"TVM_NUM_THREADS": None})

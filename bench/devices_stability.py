@@ -21,11 +21,11 @@ import numpy as np
 from nasc.compiler.build import build_library
 from nasc.compiler.onnx_model import io_specs, load_onnx
 from nasc.compiler.verify import random_inputs
-from nasc.devices.lut import measure_library_on
 from nasc.devices.oracle import stats_ms
 from nasc.devices.registry import resolve_device
 from nasc.devices.rpc import SessionSource
 from nasc.devices.settings import MeasureSettings
+from nasc.pipeline.latency_table_build import measure_library_on
 
 REPO = Path(__file__).resolve().parents[1]
 

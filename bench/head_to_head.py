@@ -1,7 +1,7 @@
 """Benchmark: libraries built from two or more tuning databases, timed head to head with onnxruntime.
 
-Tuning runs from scratch differ by the luck of their search, and this shared machine's speed swings
-by up to 2x for minutes at a time, so a change to tuning is judged by timing the libraries it gives
+Tuning runs from scratch differ by the luck of their search, and a shared host's speed can swing
+for minutes at a time, so a change to tuning is judged by timing the libraries it gives
 side by side: each round builds nothing, it times every library and then onnxruntime, each in a
 fresh process with the protocol of compile_vs_onnxruntime.py, and prints the round's ratios. A ratio
 formed within a round compares figures taken seconds apart. Run from the repository root:

@@ -4,7 +4,7 @@ Two figures, each the median of --runs fresh builds into an empty table:
 - "measure" : compile cache warm, so the wall time is the device side (sessions, uploads, timing).
   This is what a farm parallelises: each board is its own machine.
 - "cold"    : compile included (two compile worker processes in both cases; the host compiles).
-On this host both "devices" are RPC servers on the same 2-core CPU, each pinned to one TVM thread
+Here both "devices" are RPC servers on this host's CPU, each pinned to one TVM thread
 (TVM_NUM_THREADS=1) so two measurements can run side by side; a real farm has a CPU per board.
 
     .venv/bin/python bench/lut_farm.py [--blocks 24] [--runs 3]
@@ -21,13 +21,13 @@ import tempfile
 from pathlib import Path
 
 from nasc.devices.latency_table import LatencyTable
-from nasc.devices.lut import build_table
 from nasc.devices.registry import resolve_device
 from nasc.devices.rpc import SessionSource
 from nasc.devices.server import RpcServerProcess, free_port, stock_server_command, tracker_command
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import Connection
 from nasc.devices.tracker import wait_for_servers
+from nasc.pipeline.latency_table_build import build_table
 from nasc.search.settings import SpaceSettings
 from nasc.search.space import SearchSpace, build_block
 

@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from nasc.config import load_config
-from nasc.devices.fidelity import fit_predictor
+from nasc.pipeline.config import load_config
+from nasc.pipeline.fidelity import fit_predictor
 
 
 def main() -> None:

@@ -23,17 +23,17 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from nasc.config import Config, load_config
-from nasc.search.latency import LatencyPredictor
+from nasc.latency import LatencyPredictor
+from nasc.pipeline.config import Config, load_config
 from nasc.search.outputs import SearchResult
-from nasc.search.proxyless import run_search
 from nasc.search.space import ArchSpec, SearchSpace
+from nasc.search.strategies.proxyless import run_search
 
 
 def make_predictor(config: Config, device_name: str) -> LatencyPredictor:
     """Measure the space's blocks on the device (cached) and return the table's predictor."""
-    from nasc.devices.lut import build_project_table
     from nasc.devices.predictor import load_predictor
+    from nasc.pipeline.latency_table_build import build_project_table
 
     device = config.device(device_name)
     build_project_table(config, device)
@@ -51,8 +51,8 @@ def baseline_config(config: Config, width: float) -> Config:
 
 def measure(config: Config, device_name: str, results: list[SearchResult]) -> list[float]:
     """Compile each trained network and time it end to end on the device (median ms)."""
-    from nasc.devices.fidelity import measure_networks
     from nasc.devices.rpc import SessionSource
+    from nasc.pipeline.fidelity import measure_networks
 
     device = config.device(device_name)
     with SessionSource(device, config.cache_dir(), config.measure) as source:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nasc.errors import InputError
+from nasc.records import read_record
+from nasc.tensors import TensorSpec
 
-from .spec import TensorSpec
 from .tune import TuningSummary
 from .verify import ParityReport
 
@@ -95,14 +95,12 @@ class CompiledArtifact:
 
     @classmethod
     def load(cls, directory: str | Path) -> CompiledArtifact:
-        """Read `directory`/compile.json."""
+        """Read `directory`/compile.json; a file that does not match is an InputError naming it and the key."""
         path = Path(directory) / COMPILE_JSON
-        if not path.is_file():
-            raise InputError(f"{path}: missing; run `nasc compile MODEL.onnx -o {directory}` first")
+        data = read_record(path, SCHEMA, f"run `nasc compile MODEL.onnx -o {directory}` first")
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc}); compile again") from None
-        if data.get("schema") != SCHEMA:
-            raise InputError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}; compile again")
-        return cls.from_dict(data, Path(directory))
+            return cls.from_dict(data, Path(directory))
+        except KeyError as exc:
+            raise InputError(f"{path}: key {exc} is missing; compile again with this nasc") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: not a valid compile record ({exc}); compile again") from None

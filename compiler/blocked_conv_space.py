@@ -15,16 +15,15 @@ old x86 templates) and samples only its sizes:
 - how far the reduction's loops are unrolled is sampled as MetaSchedule's own rule samples it.
 
 The channel-block and row tiles are perfect tiles, which MetaSchedule's evolutionary search mutates as
-it does its own; the column tile is any count up to the budget, the last tile of a row shorter (a
-row of 13 columns allows only 1 or 13 as a perfect tile: squeezenet's 13x13 3x3 expand and its
-classifier, tuned alone, ran 331 against 636 us and 1327 against 1513 us with any count; with
-perfect tiles their whole spaces were 24 and 8 candidates).
+it does its own; the column tile is any count up to the budget, the last tile of a row shorter: a
+row of 13 columns allows only 1 or 13 as a perfect tile, which left layers on 13x13 maps (such as
+squeezenet's late 3x3 expands and its classifier) a space of a few dozen candidates at most, and
+their best schedules need a column tile in between.
 
 A short last tile leaves a predicate on each multiply-add of the tile (TVM's loop partitioning does
 not take it out: the split's predicate is not marked `likely`). Unrolling the loop over a row's tiles
-folds it away, but measured on squeezenet's 13x13 layers that was 3-5 % slower for the tiles tuning
-picks (4 channel blocks x 3 columns, 5 x 2), the copies of the reduction costing more than the
-predicate, so rows are not unrolled.
+folds it away, but for the tiles tuning picks the copies of the reduction cost more than the
+predicate (unrolled rows measured slower), so rows are not unrolled.
 """
 
 from __future__ import annotations

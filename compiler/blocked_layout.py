@@ -5,7 +5,7 @@ second column, depthwise convolutions on small maps have short rows, and a dense
 are not contiguous in output channels. In NCHWc the channels are split into blocks of one vector's
 width (`[n, C/c, h, w, c]`), so every convolution vectorises over the channel block: the layout
 onnxruntime's CPU kernels use. Converting one layer at a time costs a transpose on each side, which
-eats the gain (measured in session 5), so this pass converts the network: a convolution's output stays
+eats the gain, so this pass converts the network: a convolution's output stays
 blocked, and element-wise operators, channel concatenation, pooling and spatial means run on the
 blocked tensor. Only where an operator needs NCHW is the tensor turned back (the NCHW twin of every
 converted value is emitted and dead-code elimination removes the ones nothing reads).

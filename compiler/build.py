@@ -24,7 +24,7 @@ from .target import library_linker, tvm_target
 from .tune import open_database
 
 # How the Relax VM runs a library's main function: "compiled" turns its instructions into one native
-# function instead of bytecode the VM interprets (mbconv-32, 22 kernels: 67 -> 64 us per run).
+# function instead of bytecode the VM interprets (less overhead between a network's kernels).
 VM_EXEC_MODE = "compiled"
 # How strided convolutions are lowered (strided_conv.py); part of the latency table's version key.
 STRIDED_CONV = "polyphase"

@@ -3,13 +3,12 @@
 FuseOps never fuses an injective operator into a following pool or convolution, so a concatenation
 (squeezenet's fire modules join two expand convolutions with one) runs as a kernel of its own that
 copies both inputs into a new tensor for its reader. Where the reader is a pool, grouping the two
-makes the concatenation a select in the pool's loads and the copy is gone: in a tuned squeezenet the
-two concatenation + max-pool pairs went from 70.8 and 42.5 us to 45.9 and 22.9 us.
+makes the concatenation a select in the pool's loads and the copy is gone (one kernel and one copy
+fewer).
 
-Convolutions are left alone: fused the same way (24-125 trials each; 25-275 for the convolutions
-alone), five of squeezenet's six readers ran at 1.06-1.7x the time of the copy and the convolution
-apart (the classifier 470 us against 443), the sixth level. The select sits in the convolution's
-innermost loads, which read each input element once per output channel block.
+Convolutions are left alone: fused the same way, squeezenet's convolution readers ran slower than
+the copy and the convolution apart, since the select sits in the convolution's innermost loads,
+which read each input element once per output channel block.
 
 Two passes: one between FuseOps and FuseTIR moves a concatenation whose result has exactly one use,
 as an argument of a pool (a lone call_tir, or a fused operator that pools), into a new primitive

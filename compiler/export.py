@@ -12,9 +12,9 @@ import onnx
 
 from nasc.errors import CompileError
 from nasc.fsutil import atomic_write_bytes, sha256_file
+from nasc.tensors import TensorSpec
 
 from .onnx_model import io_specs, load_onnx
-from .spec import TensorSpec
 
 MIN_OPSET = 17
 

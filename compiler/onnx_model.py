@@ -8,8 +8,7 @@ import onnx
 from onnx import helper
 
 from nasc.errors import InputError
-
-from .spec import TensorSpec, default_layout
+from nasc.tensors import TensorSpec, default_layout
 
 
 def load_onnx(path: str | Path, *, full_check: bool = True) -> onnx.ModelProto:

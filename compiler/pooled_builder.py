@@ -1,8 +1,8 @@
 """A MetaSchedule builder that keeps its worker processes between batches.
 
 TVM's LocalBuilder starts a new process pool for every batch of candidates; each worker then
-imports TVM and its tensor intrinsics again (see tensor_intrinsics.py: 13-16 s per worker before
-that module, about 3.5 s with it), which dominates tuning with small batches. This builder keeps
+imports TVM and its tensor intrinsics again (see tensor_intrinsics.py: seconds per worker even
+with that module), which dominates tuning with small batches. This builder keeps
 one pool and recycles each worker after a number of builds instead (the reason LocalBuilder
 restarts is a slow leak in long-lived workers).
 
@@ -24,8 +24,8 @@ from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
 from .tensor_intrinsics import import_tensor_intrinsics
 
-# A worker is replaced after this many builds. Starting one costs about 3.5 s here (TVM, then its
-# tensor intrinsics, which every build needs), so not after every batch as LocalBuilder does.
+# A worker is replaced after this many builds. Starting one costs seconds (TVM, then its tensor
+# intrinsics, which every build needs), so not after every batch as LocalBuilder does.
 WORKER_RECYCLE_AFTER = 128
 
 

@@ -3,7 +3,7 @@
 A ProxylessNAS-style MBConv network: stem conv, inverted-residual blocks (1x1 expand, kxk
 depthwise, 1x1 project, identity skip where shapes allow), 1x1 head, pool, classifier. BatchNorm
 statistics are randomised (seeded) so a parity check sees outputs that depend on the input
-(TVM-NOTES.md: a freshly initialised net gives nearly the same output for any input).
+(a freshly initialised net gives nearly the same output for any input, so it would check little).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,3 +32,12 @@ def run_vm(vm: Any, inputs: Sequence[np.ndarray], dev: Any) -> list[np.ndarray]:
     args = [tvm.runtime.tensor(np.ascontiguousarray(x), dev) for x in inputs]
     result = vm["main"](*args)
     return [np.asarray(t.numpy()) for t in _flatten(result)]
+
+
+def host_runner(library: str | Path) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """A function running `library` in-process on this host's CPU (no RPC)."""
+    import tvm
+
+    dev = tvm.cpu(0)
+    vm = load_vm(tvm.runtime.load_module(str(library)), dev)
+    return lambda inputs: run_vm(vm, inputs, dev)

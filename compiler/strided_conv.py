@@ -7,9 +7,6 @@ stride x stride phases, `phase[n, c, py, px, h, w] = padded[n, c, h*sh + py, w*s
 convolution reads `phase[.., ry % sh, rx % sw, y + ry // sh, x + rx // sw]`: contiguous in x. The
 split replaces the padding copy TOPI's convolution makes anyway, so it costs no extra pass.
 
-Measured on this 2-core x86 host, tuned with the same 93 trials per task and timed in fresh processes:
-mbconv-96 ran in 0.221-0.227 ms with TVM's legalization and 0.183-0.192 ms with this one.
-
 Used as a custom legalization of `relax.nn.conv2d` (see :func:`legalize_strided_conv2d`); every other
 convolution keeps TVM's own legalization. On CPU targets most convolutions are moved to the
 channel-blocked layout first (blocked_layout.py), where strides do not break vectorisation; this

@@ -1,9 +1,8 @@
 """The order in which a tuning run's tasks get their rounds: a MetaSchedule task scheduler in phases.
 
 One tune_tasks call runs the whole plan, so every task keeps one search state: MetaSchedule's
-evolutionary search remembers only the candidates it measured itself, and a second call on the
-same task measured its best records again (155 of 1535 trials in a squeezenet run that used three
-calls). The phases:
+evolutionary search remembers only the candidates it measured itself, so a second call on the
+same task would spend trials measuring its best records again. The phases:
 
 1. blind: one round per task, all sent before any is joined, so none is chosen by a cost model
    trained on a few tasks only;

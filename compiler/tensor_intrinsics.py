@@ -1,12 +1,11 @@
-"""Import TVM's tensor intrinsics in about 2 s instead of 13-16 s.
+"""Import TVM's tensor intrinsics several times faster than a plain import.
 
 MetaSchedule imports ``tvm.s_tir.tensor_intrin`` in every process that builds a candidate or
 creates a tuning context. That module parses about 250 TVMScript functions at import time, and
 each parse calls ``inspect.stack()``. For every frame on the stack, ``inspect`` looks up the
 source file. The import machinery's own frames (``<frozen importlib._bootstrap>``) have no file,
 so each lookup scans all of ``sys.modules``: about 2,000 modules once torch is loaded (tvm_ffi
-loads it). On this 2-core machine that made each builder worker spend 13-16 s importing before
-its first build.
+loads it). That made each builder worker spend many seconds importing before its first build.
 
 TVM's parser reads the source line of the first three frames only (to tell a function defined in
 a ``@I.ir_module`` class) and the frame objects of the others (to resolve closure variables), so

@@ -5,7 +5,7 @@ later compiles of any model that contains it spend no trials on it (tuning_budge
 The budget is given per task and spent over the model's untuned tasks together (task_scheduler.py):
 every task gets two rounds (a blind one, then one guided by the cost model), then MetaSchedule's
 gradient rule (Ansor's) gives rounds to the tasks that weigh most in the model's run time, instead
-of the same number to a 2-microsecond add as to the convolution that takes a third of the run; a
+of the same number to a tiny element-wise add as to the convolution that takes a third of the run; a
 last share goes to the tasks furthest behind their kind (tuning_focus.py).
 """
 
@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
+from nasc.events import Progress, ProgressEvent
 from nasc.fsutil import atomic_copy, exclusive_lock
 
 from .blocked_conv_space import design_space
@@ -41,19 +42,12 @@ BUILD_TIMEOUT_S = 300.0
 CHECKPOINT_S = 30.0  # at most this long between two merges of a run's records into the on-disk database
 RUN_TIMEOUT_S = 120.0
 RUN_PREFIX = ".run-"  # a tuning run's work folder inside the database folder
-# Each candidate runs repeatedly for at least this long. TVM's default of 100 ms cost about a
-# quarter of tuning time here; operators of a few microseconds still run thousands of times.
+# Each candidate runs repeatedly for at least this long. TVM's default of 100 ms spends a large share
+# of tuning time on timing; operators of a few microseconds still run thousands of times.
 HOST_MIN_REPEAT_MS = 20
 
 
-class TuningReporter(Protocol):
-    """Receives tuning progress (the CLI draws a progress bar from it)."""
-
-    def tuning_started(self, total_trials: int, tasks: int) -> None:
-        """Tuning begins: `total_trials` new trials over `tasks` tasks."""
-
-    def tuning_progress(self, trials_done: int, best_estimate_ms: float | None) -> None:
-        """After each measured batch: trials so far and the best estimated model latency."""
+TUNE_STAGE = "tune"  # the stage name of tuning's progress events
 
 
 @dataclass(frozen=True)
@@ -143,12 +137,10 @@ class TuningSummary:
 def population_size(trials_per_round: int) -> int:
     """Evolutionary-search population: 16 per candidate measured in a round, between 64 and 256.
 
-    Generating and scoring the population is most of a round's cost (146 of 249 s in a profile of
-    mbconv-32 at 11 trials per task), and it costs the same whether 2 or 64 candidates get measured.
-    Sized to the round rather than to the per-task budget, six tuning runs from scratch at about 256
-    trials (mbconv-32 twice, mbconv-96 and squeezenet, with and without channel padding) took 51-65 %
-    of the time; the library was faster in four (0.70-0.93x) and slower in two (1.06x; 1.2-1.46x on
-    mbconv-96). From 16 per round (32 trials per task) both rules give 256.
+    Generating and scoring the population is most of a round's cost (bench/tuning_time.py shows
+    where a run's time goes), and it costs the same whether 2 or 64 candidates get measured, so it is
+    sized to the round rather than to the per-task budget: small rounds, which spreading trials by
+    weight needs, stay cheap. From 16 per round (32 trials per task) both rules give 256.
     """
     return max(64, min(256, 16 * trials_per_round))
 
@@ -244,8 +236,10 @@ def trials_per_round(trials: int, tasks: int, cap: int) -> int:
 class _Tally:
     """Trials and best run time per task, shared by the progress callbacks of one tuning run."""
 
-    def __init__(self, reporter: TuningReporter | None) -> None:
-        self.reporter = reporter
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.total = 0  # new trials this run will spend (set when tuning starts)
+        self.label = ""
         self.done = 0
         self.trials: dict[int, int] = {}
         self.best_secs: dict[int, float] = {}
@@ -288,9 +282,11 @@ class _Tally:
                 if time.monotonic() - last_checkpoint[0] >= CHECKPOINT_S:
                     checkpoint()
                     last_checkpoint[0] = time.monotonic()
-                if tally.reporter is not None:
+                if tally.progress is not None:
                     estimate = sum(tally.best_secs[t] * tally.weights[t] for t in tally.best_secs) * 1e3
-                    tally.reporter.tuning_progress(tally.done, estimate if tally.best_secs else None)
+                    figures = {"best_estimate_ms": estimate} if tally.best_secs else {}
+                    tally.progress(ProgressEvent(TUNE_STAGE, min(tally.done, tally.total), tally.total,
+                                                 label=tally.label, figures=figures))
 
         return Progress()
 
@@ -311,9 +307,9 @@ def host_measurement() -> Iterator[Measurement]:
     from tvm.s_tir import meta_schedule as ms
 
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=HOST_MIN_REPEAT_MS)
-    # Candidates are timed with every core: with TVM_NUM_THREADS unset, TVM's pool ran one thread on
-    # a 2-core x86 host, so tuning picked schedules for one thread (mbconv-32 at 16 trials per task:
-    # 0.058 ms tuned this way against 0.077 ms, both run with 2 threads). A user's own setting wins.
+    # Candidates are timed with every core: with TVM_NUM_THREADS unset, TVM's pool can run one thread
+    # (seen on a 2-core x86 host), so tuning would pick schedules for one thread, slower when the
+    # library runs with all of them. A user's own setting wins.
     saved = os.environ.get("TVM_NUM_THREADS")
     if saved is None:
         os.environ["TVM_NUM_THREADS"] = str(os.cpu_count() or 1)
@@ -332,7 +328,7 @@ def tune_module(
     *,
     trials_per_iteration: int = 32,
     seed: int = 0,
-    reporter: TuningReporter | None = None,
+    progress: Progress | None = None,
     measurement: Callable[[], AbstractContextManager[Measurement]] | None = None,
 ) -> TuningSummary:
     """Tune the tasks of `mod` (already lowered by build.lower_for_tuning) at `trials_per_task`.
@@ -364,7 +360,7 @@ def tune_module(
         todo = sorted((i for i, h in enumerate(hashes) if budget.get(h).level < trials_per_task),
                       key=lambda i: spent_before[i])
         remaining = trials_per_task * len(todo) - sum(spent_before[i] for i in todo)
-        tally = _Tally(reporter)
+        tally = _Tally(progress)
         where, emulated = "", False
         if todo and remaining > 0:
             with (measurement or host_measurement)() as measure, \
@@ -390,8 +386,9 @@ def tune_module(
                         budget.set_trials(hashes[i], spent_before[i] + tally.trials.get(i, 0))
                     budget.save()
 
-                if reporter is not None:
-                    reporter.tuning_started(remaining, len(todo))
+                tally.total, tally.label = remaining, f"{len(todo)} tasks"
+                if progress is not None:
+                    progress(ProgressEvent(TUNE_STAGE, 0, remaining, label=tally.label))
                 try:
                     _quiet_meta_schedule()
                     untimed = [(i, extracted[i].dispatched[0]) for i in todo

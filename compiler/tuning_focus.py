@@ -1,13 +1,12 @@
 """The focus phase of a tuning run: the last share of the budget goes to the tasks furthest behind.
 
 MetaSchedule's gradient scheduler hands trials out by weight x best latency / rounds so far: it has no
-idea how far a task is from what its kind of operator can reach. After one round of 25 candidates,
-squeezenet's small 1x1 convolutions (512 -> 64 channels on 13x13 and the like) ran at 120-300 GFLOP/s
-while its big convolutions reached 420-490, and the scheduler kept giving rounds to the big ones.
-Fifty more trials on each of the six slowest small ones cut them from 247 to 110 us in all, and the
-whole model ran 0.89-0.94x as long. A task's shortfall is measured against the best throughput any
-task of the same kind (convolution, depthwise convolution, pooling, ...) reached in the run, as in
-Ansor's task scheduler.
+idea how far a task is from what its kind of operator can reach. Small convolutions (squeezenet's
+512 -> 64 channel 1x1 squeezes on 13x13 and the like) can sit well below the throughput the big ones
+reach after their first rounds while the scheduler keeps giving rounds to the big ones; more trials
+on the small ones are what the whole model gains from then. A task's shortfall is measured against
+the best throughput any task of the same kind (convolution, depthwise convolution, pooling, ...)
+reached in the run, as in Ansor's task scheduler.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ ROUNDS_PER_FOCUS_TASK = 2
 # Rounds every task gets before any task gets more (task_scheduler.py). The first is blind: no result
 # is processed before every task has had it, so the cost model is untrained and the candidates are a
 # random draw. The second is guided by a model trained on every task's first round and seeded with
-# the task's own best. In a squeezenet run the second round cut 10 of 13 tasks' best time by
-# 1.7-3.8x, while the classifier's rounds 3 to 14 gained 14 % in all; MetaSchedule's gradient
-# scheduler had left six small convolutions at their blind first round.
+# the task's own best. The second round is where most tasks gain most (later rounds of a big task
+# gain far less), and MetaSchedule's gradient scheduler alone leaves small tasks at their blind
+# first round.
 FIRST_ROUNDS = 2
 
 

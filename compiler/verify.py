@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from nasc.errors import ParityError
-
-from .spec import TensorSpec
+from nasc.tensors import TensorSpec
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 

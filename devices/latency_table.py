@@ -1,7 +1,7 @@
 """The latency table: measured per-block latencies in SQLite (WAL, one transaction per entry).
 
 An entry's key is the block's full signature plus the device fingerprint, the full target JSON and
-the TVM version with how nasc lowers and runs (see tvm_version), so an entry measured for another
+the toolchain (the TVM version with how nasc lowers and runs, handed in by the caller), so an entry measured for another
 target, device definition, TVM, VM mode, convolution lowering or layout is never reused.
 Rows are checked by constraints and written whole in one transaction: no partial entry can exist.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasc.errors import InputError, MeasurementError
-from nasc.search.signature import BlockSignature
+from nasc.signature import BlockSignature
 
 from .oracle import Measurement
 from .spec import DeviceSpec
@@ -48,20 +48,6 @@ CREATE INDEX IF NOT EXISTS latency_device ON latency (fingerprint, target_json, 
 """
 
 
-def tvm_version() -> str:
-    """The installed TVM's version and how nasc lowers and runs with it
-    (e.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa").
-
-    A latency, or a built block, from another TVM, VM mode, convolution lowering or layout is never reused.
-    """
-    import tvm
-
-    from nasc.compiler.blocked_layout import LAYOUT
-    from nasc.compiler.build import STRIDED_CONV, VM_EXEC_MODE
-
-    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT}"
-
-
 @dataclass(frozen=True)
 class LatencyKey:
     """What makes a latency reusable: block signature, device fingerprint, target JSON, TVM version."""
@@ -72,9 +58,9 @@ class LatencyKey:
     tvm_version: str
 
     @classmethod
-    def for_block(cls, block: BlockSignature, device: DeviceSpec, tvm: str | None = None) -> LatencyKey:
-        """The key of `block` measured on `device` with this TVM."""
-        return cls(block.key(), device.fingerprint(), device.target_json(), tvm or tvm_version())
+    def for_block(cls, block: BlockSignature, device: DeviceSpec, toolchain: str) -> LatencyKey:
+        """The key of `block` measured on `device`, built by `toolchain` (the compiler's toolchain id)."""
+        return cls(block.key(), device.fingerprint(), device.target_json(), toolchain)
 
     def text(self) -> str:
         """Readable, complete key (the table's primary key)."""
@@ -123,10 +109,15 @@ def _check_measurement(m: Measurement) -> None:
 
 
 class LatencyTable:
-    """SQLite store of LatencyEntry rows; safe to share between threads (one lock, one connection)."""
+    """SQLite store of LatencyEntry rows; safe to share between threads (one lock, one connection).
 
-    def __init__(self, path: Path) -> None:
+    `toolchain` names how blocks are built now (the compiler's toolchain id): the entries that are
+    current, missing or stale are judged against it. The file keeps entries of every toolchain.
+    """
+
+    def __init__(self, path: Path, toolchain: str) -> None:
         self.path = Path(path)
+        self.toolchain = toolchain
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -146,9 +137,9 @@ class LatencyTable:
             raise InputError(f"{self.path}: not a readable latency table ({exc}); move it away and rebuild") from None
 
     @classmethod
-    def in_cache(cls, cache_dir: Path) -> LatencyTable:
+    def in_cache(cls, cache_dir: Path, toolchain: str) -> LatencyTable:
         """The table under nasc's cache dir."""
-        return cls(Path(cache_dir) / TABLE_FILE)
+        return cls(Path(cache_dir) / TABLE_FILE, toolchain)
 
     def close(self) -> None:
         """Close the database."""
@@ -206,7 +197,7 @@ class LatencyTable:
             params += [device.fingerprint(), device.target_json()]
         if current_tvm_only:
             clauses.append("tvm_version=?")
-            params.append(tvm_version())
+            params.append(self.toolchain)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         with self._lock:
@@ -215,14 +206,13 @@ class LatencyTable:
 
     def missing(self, blocks: Iterable[BlockSignature], device: DeviceSpec) -> list[BlockSignature]:
         """The blocks with no current entry for `device` (unique, in first-seen order; ``zero`` skipped)."""
-        version = tvm_version()
         seen: set[str] = set()
         out = []
         for block in blocks:
             if block.op == "zero" or block.key() in seen:
                 continue
             seen.add(block.key())
-            if self.get(LatencyKey.for_block(block, device, version)) is None:
+            if self.get(LatencyKey.for_block(block, device, self.toolchain)) is None:
                 out.append(block)
         return out
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nasc.errors import InputError, SearchError
-from nasc.search.signature import BlockSignature
+from nasc.signature import BlockSignature
 
 from .latency_table import LatencyTable
 from .oracle import write_json_atomic
@@ -122,7 +122,7 @@ def load_fit(cache_dir: Path, device: DeviceSpec) -> PredictorFit | None:
 
 
 class TablePredictor:
-    """search/latency.py's LatencyPredictor for one device, backed by the measured table."""
+    """nasc.latency's LatencyPredictor for one device, backed by the measured table."""
 
     def __init__(self, device: DeviceSpec, block_ms: dict[str, float], fit: PredictorFit | None = None,
                  noisy: frozenset[str] = frozenset()) -> None:
@@ -171,9 +171,10 @@ class TablePredictor:
         return self.fit.scale * self.sum_ms(blocks) + self.fit.overhead_ms
 
 
-def load_predictor(cache_dir: Path, device: DeviceSpec) -> TablePredictor:
-    """The predictor the search uses: the cache's table for `device` plus its saved fit (if `nasc lut fit` ran)."""
-    with LatencyTable.in_cache(cache_dir) as table:
+def load_predictor(cache_dir: Path, device: DeviceSpec, toolchain: str) -> TablePredictor:
+    """The predictor the search uses: the cache's table for `device` and `toolchain`, plus its saved fit
+    (if `nasc lut fit` ran)."""
+    with LatencyTable.in_cache(cache_dir, toolchain) as table:
         predictor = TablePredictor.from_table(table, device, cache_dir)
     if len(predictor) == 0:
         raise SearchError(

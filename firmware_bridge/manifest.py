@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from nasc.compiler.spec import TensorSpec
 from nasc.errors import BundleCorrupt, ConfigError
+from nasc.tensors import TensorSpec
 from nasc.typed_toml import from_mapping, to_plain
 
 SCHEMA = "nasc.bundle/1"

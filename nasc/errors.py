@@ -1,9 +1,14 @@
 """One error root for nasc; each subclass has its own CLI exit code.
 
 Every message says what was wrong, where (file, key path, node, host:port) and what to do.
+Exit codes are unique per class and stay clear of click's usage error (2); an unexpected exception
+(a bug) exits with UNEXPECTED_EXIT, an interrupt with INTERRUPTED_EXIT.
 """
 
 from __future__ import annotations
+
+UNEXPECTED_EXIT = 70  # EX_SOFTWARE: an exception that is not a NascError
+INTERRUPTED_EXIT = 130  # Ctrl-C
 
 
 class NascError(Exception):
@@ -13,9 +18,9 @@ class NascError(Exception):
 
 
 class ConfigError(NascError):
-    """build.toml or a command-line value is wrong."""
+    """build.toml or a command-line value is wrong (not 2: click's own usage errors exit 2)."""
 
-    exit_code = 2
+    exit_code = 15
 
 
 class InputError(NascError):

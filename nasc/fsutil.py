@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from nasc.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
@@ -79,3 +81,20 @@ def exclusive_lock(lock_file: str | os.PathLike[str]) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Create `path` if needed and prove a file can be written there; refuse early, naming the path.
+
+    Called before long work so that a folder that cannot be written costs a second, not a compile.
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".nasc-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{folder}: the {what} cannot be written ({reason}); choose another with -o") from None
+    return folder

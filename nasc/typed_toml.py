@@ -107,6 +107,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], source: str, path: str =
     if unknown:
         known = ", ".join(sorted(fields))
         where = f"{path}.{unknown[0]}" if path else unknown[0]
+        moved = getattr(cls, "MOVED_KEYS", {}).get(unknown[0].replace("-", "_"))
+        if moved:
+            raise _fail(source, where, f"this key moved to [{moved}]; write it there")
         raise _fail(source, where, f"unknown key; known keys here: {known}")
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from nasc.errors import SearchError
+from nasc.latency import LatencyPredictor
 
-from .latency import LatencyPredictor
-from .settings import SearchSettings
+from .settings import ProxylessSettings
 from .space import ArchSpec, SearchSpace
 
 
@@ -65,14 +65,15 @@ def expected_latency_ms(probs: Sequence[torch.Tensor], costs: Sequence[torch.Ten
     return total
 
 
-def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, settings: SearchSettings) -> torch.Tensor:
+def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, budget_ms: float | None,
+                 settings: ProxylessSettings) -> torch.Tensor:
     """CE with the latency term: ``mul`` CE*(log LAT/log T)^beta, ``add`` CE + lambda*LAT/T.
 
     The log form is taken in microseconds so both logarithms are positive for every budget the
     settings accept (> 0.001 ms); in milliseconds a sub-millisecond budget would flip the sign.
     Without a budget (latency_ms unset) the loss is CE alone.
     """
-    budget = settings.latency_ms
+    budget = budget_ms
     if budget is None:
         return ce
     if settings.latency_loss == "mul":
@@ -81,9 +82,9 @@ def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, settings: SearchSe
     return ce + settings.latency_lambda * expected_ms / budget
 
 
-def rl_reward(accuracy: float, latency_ms: float, settings: SearchSettings) -> float:
+def rl_reward(accuracy: float, latency_ms: float, budget_ms: float | None, settings: ProxylessSettings) -> float:
     """REINFORCE reward: ``mul`` acc*(T/LAT)^beta (the paper's form), ``add`` acc - lambda*LAT/T."""
-    budget = settings.latency_ms
+    budget = budget_ms
     if budget is None:
         return accuracy
     if settings.latency_loss == "mul":

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 OP_PATTERN = re.compile(r"^k(?P<kernel>[357])_e(?P<expand>[1-9])$")
 DEFAULT_OPS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "zero")
+# The registered strategies (nasc.search.strategies maps each to its module); settings check names here.
+STRATEGY_NAMES = ("proxyless",)
 
 
 @dataclass(frozen=True)
@@ -70,46 +72,71 @@ class SpaceSettings:
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """[search]: ProxylessNAS settings (CLI flags override them)."""
+class ProxylessSettings:
+    """[search.proxyless]: ProxylessNAS's own settings (binarized paths, latency term, final init)."""
 
-    latency_ms: float | None = None  # budget T on the target device; none: accuracy only
     arch_algo: Literal["grad", "rl"] = "grad"
     # "add": CE + latency_lambda*LAT/T (default: its pull does not fade as CE falls, which on small tasks such as
     # digits leaves the paper's "mul" form, CE*(log LAT/log T)^beta, with almost no pull toward the budget)
     latency_loss: Literal["mul", "add"] = "add"
     beta: float = 0.6  # exponent of the multiplicative form (and RL reward trade-off)
     latency_lambda: float = 1.0  # weight of the additive form, LAT in units of the budget
-    seed: int = 0
     warmup_epochs: int = 4  # weight-only epochs before architecture updates
     epochs: int = 12  # search epochs: weight and architecture steps alternate
-    batch_size: int = 64
-    weight_lr: float = 0.05  # SGD, cosine decay
-    weight_decay: float = 4e-5
     arch_lr: float = 0.03  # Adam (betas 0, 0.999) on architecture parameters
     arch_update_every: int = 1  # one architecture step after this many weight steps
     rl_baseline_decay: float = 0.9
-    final_epochs: int = 20  # training of the derived network
     final_init: Literal["scratch", "inherit"] = "scratch"
     weight_sharing: Literal["superkernel", "none"] = "superkernel"  # candidates of a layer slice one kernel
-    space: SpaceSettings = field(default_factory=SpaceSettings)
 
     def __post_init__(self) -> None:
-        if self.latency_ms is not None and self.latency_ms <= 0.001:
-            raise ValueError(f"latency_ms must be > 0.001 (ms), got {self.latency_ms}")
-        for name in ("warmup_epochs", "epochs", "final_epochs"):
+        for name in ("warmup_epochs", "epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2")
         if self.arch_update_every < 1:
             raise ValueError("arch_update_every must be >= 1")
-        if self.weight_lr <= 0 or self.arch_lr <= 0:
-            raise ValueError("weight_lr and arch_lr must be > 0")
+        if self.arch_lr <= 0:
+            raise ValueError("arch_lr must be > 0")
         if self.beta < 0 or self.latency_lambda < 0:
             raise ValueError("beta and latency_lambda must be >= 0")
         if not 0 <= self.rl_baseline_decay < 1:
             raise ValueError("rl_baseline_decay must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """[search]: what every strategy shares (budget, seed, training of the derived network, the space).
+
+    Each strategy's own settings live in its sub-table ([search.proxyless]).
+    """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        name: "search.proxyless" for name in ("arch_algo", "latency_loss", "beta", "latency_lambda", "warmup_epochs",
+                                              "epochs", "arch_lr", "arch_update_every", "rl_baseline_decay",
+                                              "final_init", "weight_sharing")
+    }
+
+    strategy: str = "proxyless"  # a name registered in nasc.search.strategies
+    latency_ms: float | None = None  # budget T on the target device; none: accuracy only
+    seed: int = 0
+    batch_size: int = 64
+    weight_lr: float = 0.05  # SGD, cosine decay
+    weight_decay: float = 4e-5
+    final_epochs: int = 20  # training of the derived network
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGY_NAMES:
+            raise ValueError(f"strategy {self.strategy!r} is not registered; use one of {', '.join(STRATEGY_NAMES)}")
+        if self.latency_ms is not None and self.latency_ms <= 0.001:
+            raise ValueError(f"latency_ms must be > 0.001 (ms), got {self.latency_ms}")
+        if self.final_epochs < 0:
+            raise ValueError("final_epochs must be >= 0")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2")
+        if self.weight_lr <= 0:
+            raise ValueError("weight_lr must be > 0")
 
 
 @dataclass(frozen=True)

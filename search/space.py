@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasc.signature import BlockSignature
 from nasc.typed_toml import from_mapping, to_plain
 
 from .ops import Head, Layer, build_block, conv_bn, make_op, op_signature, parse_op
 from .settings import SpaceSettings
-from .signature import BlockSignature
 
 ARCH_FORMAT = 1
 

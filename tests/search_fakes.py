@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nasc.search.signature import BlockSignature
+from nasc.signature import BlockSignature
 
 MACS_PER_MS = 1e8  # 100 MMAC per millisecond
 BLOCK_OVERHEAD_MS = 0.005

@@ -24,14 +24,14 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from nasc.compiler.export import export_onnx
-from nasc.compiler.pipeline import compile_onnx
-from nasc.config import CompileSettings
+from nasc.compiler.settings import CompileSettings
 from nasc.devices.emulated import emulated_server, ensure_rootfs
 from nasc.devices.emulated.server import START_TIMEOUT_S
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import RpcServerProcess, free_port, tracker_command
 from nasc.devices.spec import Connection
 from nasc.devices.tracker import wait_for_servers
+from nasc.pipeline.compile import compile_onnx
 
 TUNING_ARTIFACT = "tvm_tmp_mod.so"
 

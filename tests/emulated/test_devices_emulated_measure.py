@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from nasc.config import parse_config
-from nasc.devices.measure import measure_model
+from nasc.pipeline.config import parse_config
+from nasc.pipeline.measure import measure_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_measure_on_emulated_rpi4(tmp_path: Path) -> None:
     report = measure_model(REPO / "examples" / "mbconv-32.onnx", device, config)
     m = report.measurement
     assert m.emulated and m.device == "rpi4-emulated" and "EMULATED" in m.summary()
-    assert report.parity["passed"] and "EMULATED" in report.parity["where"]
+    assert report.parity.passed and "EMULATED" in report.parity.where
     assert m.median_ms > 0 and len(m.runs_ms) == 5
     assert json.loads(Path(report.json_path).read_text())["measurement"]["emulated"] is True
     leftovers = [p for p in psutil.Process().children(recursive=True)

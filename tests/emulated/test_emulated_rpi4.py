@@ -26,11 +26,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nasc.compiler.build import build_library
 from nasc.compiler.runtime import load_vm, run_vm
-from nasc.config import load_config
 from nasc.devices.emulated import cached_rootfs, ensure_rootfs, recipe_for
 from nasc.devices.emulated.rootfs import chroot_env
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import RpcServerProcess, free_port, tracker_command
+from nasc.pipeline.config import load_config
 
 CROSS_HINT = "apt-get install -y g++-aarch64-linux-gnu"
 DEVICE = resolve_device("rpi4-emulated")
@@ -182,7 +182,7 @@ def _running(pid: int) -> bool:
 def test_measure_on_the_emulated_profile_is_labelled_emulated(rootfs: Path, cross_compiler: str,
                                                               tmp_path: Path) -> None:
     """`nasc measure --device rpi4-emulated` as a function: nasc starts the server in the rootfs itself."""
-    from nasc.devices.measure import measure_model
+    from nasc.pipeline.measure import measure_model
 
     config = load_config().with_section("measure", warmup=1, number=2, repeat=3)
     report = measure_model(_small_convnet(tmp_path / "m.onnx", seed=3), DEVICE, config, out_dir=tmp_path / "out")

@@ -20,13 +20,13 @@ import onnx
 import pytest
 from firmware_testlib import tiny_onnx_model
 
-from nasc.compiler.pipeline import compile_onnx
-from nasc.config import Config
 from nasc.devices.emulated import ensure_rootfs
 from nasc.devices.emulated.rootfs import chroot_env
 from nasc.devices.registry import resolve_device
 from nasc.firmware_bridge.bundle import extract_bundle
-from nasc.firmware_bridge.package import package
+from nasc.pipeline.compile import compile_onnx
+from nasc.pipeline.config import Config
+from nasc.pipeline.package import package
 
 DEVICE = resolve_device("rpi4-emulated")
 SITE = "usr/local/lib/python3.11/dist-packages"  # where the root file system's TVM wheels live

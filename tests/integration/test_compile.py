@@ -15,10 +15,12 @@ from torch import nn
 
 from nasc.compiler.artifact import CompiledArtifact
 from nasc.compiler.export import export_onnx
-from nasc.compiler.pipeline import compile_onnx
 from nasc.compiler.reference_nets import mbconv_reference
-from nasc.config import CompileSettings, Config
+from nasc.compiler.settings import CompileSettings
 from nasc.devices.registry import resolve_device
+from nasc.events import ProgressEvent
+from nasc.pipeline.compile import compile_onnx
+from nasc.pipeline.config import Config
 
 NASC = [sys.executable, "-m", "nasc"]
 
@@ -168,15 +170,10 @@ def test_failed_compile_keeps_previous_artifact(mbconv_onnx: Path, tmp_path: Pat
     assert not [p for p in out.iterdir() if p.name.startswith(".nasc-compile-")]
 
 
-class _StopAfterTwoBatches:
-    """A reporter that fails the run after its second measured batch (like a Ctrl-C)."""
-
-    def tuning_started(self, total_trials: int, tasks: int) -> None:
-        pass
-
-    def tuning_progress(self, trials_done: int, best_estimate_ms: float | None) -> None:
-        if trials_done >= 2:
-            raise RuntimeError("interrupted by the test")
+def _stop_after_two_batches(event: ProgressEvent) -> None:
+    """A progress consumer that fails the run after its second measured batch (like a Ctrl-C)."""
+    if event.stage == "tune" and event.step >= 2:
+        raise RuntimeError("interrupted by the test")
 
 
 def _check_untuned_schedule_is_a_contender(artifact: CompiledArtifact, model: Path) -> None:
@@ -225,7 +222,7 @@ def test_interrupted_tuning_keeps_what_it_measured(tmp_path: Path, monkeypatch: 
     mod = lower_for_tuning(import_onnx(load_onnx(model)), target)
     db = tmp_path / "db"
     with pytest.raises(CompileError, match="interrupted by the test"):
-        tune.tune_module(mod, target, db, 1, trials_per_iteration=1, reporter=_StopAfterTwoBatches())
+        tune.tune_module(mod, target, db, 1, trials_per_iteration=1, progress=_stop_after_two_batches)
     kept = json.loads((db / BUDGET_FILE).read_text())
     # Both measured batches were merged and counted; no workload is marked done at level 1.
     assert sorted(e["trials"] for e in kept.values()) == [1, 1] and all(e["level"] == 0 for e in kept.values())
@@ -248,6 +245,7 @@ from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import load_onnx
 from nasc.compiler.target import tvm_target
 from nasc.devices.registry import resolve_device
+from nasc.events import ProgressEvent
 
 tune.CHECKPOINT_S = 0.0  # merge after every batch
 target = tvm_target(resolve_device("local"))

@@ -22,9 +22,8 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from nasc.devices.blockbuild import BlockCompiler, export_block
+from nasc.compiler.toolchain import toolchain_id
 from nasc.devices.latency_table import LatencyTable
-from nasc.devices.lut import build_table
 from nasc.devices.registry import resolve_device
 from nasc.devices.rpc import SessionSource, open_session
 from nasc.devices.server import RpcServerProcess, free_port, stock_server_command, tracker_command
@@ -32,8 +31,10 @@ from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import Connection, DeviceSpec
 from nasc.devices.tracker import tracker_summary, wait_for_servers
 from nasc.errors import DeviceUnreachable
-from nasc.search.signature import BlockSignature
+from nasc.pipeline.blockbuild import BlockCompiler, export_block
+from nasc.pipeline.latency_table_build import build_table
 from nasc.search.space import build_block
+from nasc.signature import BlockSignature
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = MeasureSettings(warmup=1, number=5, repeat=10, remeasure=1, connect_timeout_s=30, retries=3,
@@ -86,8 +87,8 @@ def _our_rpc_processes() -> list[psutil.Process]:
 
 
 def test_measure_a_model_on_local(tmp_path: Path) -> None:
-    from nasc.config import parse_config
-    from nasc.devices.measure import measure_model
+    from nasc.pipeline.config import parse_config
+    from nasc.pipeline.measure import measure_model
 
     config = parse_config(
         f'[project]\noutput_dir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n'
@@ -95,7 +96,7 @@ def test_measure_a_model_on_local(tmp_path: Path) -> None:
     report = measure_model(REPO / "examples" / "mbconv-32.onnx", config.device("local"), config)
     m = report.measurement
     assert 0 < m.median_ms < 1000 and m.p90_ms >= m.median_ms and m.repeat == 10 and len(m.runs_ms) == 10
-    assert report.parity["passed"] and report.parity["max_abs_err"] < 1e-3
+    assert report.parity.passed and report.parity.max_abs_err < 1e-3
     assert "127.0.0.1" in m.address and not m.emulated
     data = json.loads(Path(report.json_path).read_text())
     assert data["measurement"]["median_ms"] == m.median_ms
@@ -107,7 +108,8 @@ def test_two_servers_under_one_key_fill_the_table_in_parallel(tracker: RpcServer
     try:
         device = _farm(tracker, "pair")
         _precompile(device, BLOCKS, tmp_path)
-        with LatencyTable.in_cache(tmp_path) as table, SessionSource(device, tmp_path, SETTINGS) as source:
+        with LatencyTable.in_cache(tmp_path, toolchain_id()) as table, \
+                SessionSource(device, tmp_path, SETTINGS) as source:
             assert source.parallelism() == 2
             report = build_table(device, BLOCKS, table, tmp_path, SETTINGS, build_block, source=source)
             assert report.sessions == 2 and report.measured == len(BLOCKS)
@@ -151,7 +153,8 @@ def test_server_fails_during_a_build(tracker: RpcServerProcess, tmp_path: Path, 
         _precompile(device, blocks, tmp_path)
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        with LatencyTable.in_cache(tmp_path) as table, SessionSource(device, tmp_path, settings) as source:
+        with LatencyTable.in_cache(tmp_path, toolchain_id()) as table, \
+                SessionSource(device, tmp_path, settings) as source:
             report = build_table(device, blocks, table, tmp_path, settings, build_block, source=source, sessions=2,
                                  on_event=lambda kind, *_: started.set() if kind == "compiled" else None)
             thread.join(5)

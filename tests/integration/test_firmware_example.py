@@ -13,9 +13,9 @@ import onnx
 import pytest
 from firmware_testlib import tiny_onnx_model, two_in_two_out_onnx_model
 
-from nasc.config import Config
 from nasc.firmware_bridge.bundle import extract_bundle
-from nasc.firmware_bridge.package import package
+from nasc.pipeline.config import Config
+from nasc.pipeline.package import package
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MADE_HERE = {"tiny": tiny_onnx_model, "two-in-two-out": two_in_two_out_onnx_model}
@@ -23,7 +23,7 @@ MADE_HERE = {"tiny": tiny_onnx_model, "two-in-two-out": two_in_two_out_onnx_mode
 
 def _compiled(root: Path, model: str) -> Path:
     """A real compile output folder for the host CPU, made by nasc's own compile_onnx."""
-    from nasc.compiler.pipeline import compile_onnx
+    from nasc.pipeline.compile import compile_onnx
 
     if model in MADE_HERE:
         source = root / f"{model}.onnx"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from firmware_testlib import write_compile_dir
 
-from nasc.firmware_bridge.package import package
+from nasc.pipeline.package import package
 
 TESTS = Path(__file__).resolve().parents[1]
 RELAY = TESTS / "firmware_relay.py"

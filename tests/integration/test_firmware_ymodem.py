@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from firmware_testlib import write_compile_dir
 
-from nasc.firmware_bridge.package import package
 from nasc.firmware_bridge.port import open_port
 from nasc.firmware_bridge.ymodem import YmodemSender
+from nasc.pipeline.package import package
 
 INSTALL_HINT = "needs socat and lrzsz: apt-get install -y lrzsz socat"
 

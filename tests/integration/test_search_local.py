@@ -13,28 +13,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from tiny_project import tiny_project
 
 from nasc.compiler.export import export_onnx
-from nasc.config import load_config
-from nasc.devices.predictor import load_predictor
+from nasc.pipeline.config import load_config
+from nasc.pipeline.search import device_predictor
 from nasc.search.data import load_data
 from nasc.search.outputs import load_trained
 
-PROJECT = """
-[search]
-latency_ms = 0.05
-warmup_epochs = 1
-epochs = 2
-final_epochs = 8
-[search.space]
-resolution = 8
-in_channels = 1
-stem_channels = 8
-stem_stride = 1
-head_expand = 2
-ops = ["k3_e3", "k5_e3", "zero"]
-stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 1, stride = 2}]
-"""
+PROJECT = tiny_project()
 
 NASC = [str(Path(sys.executable).parent / "nasc")]  # the console script, as a user runs it
 
@@ -58,7 +45,7 @@ def test_search_on_local_with_a_measured_table(tmp_path: Path) -> None:
     result = record["result"]
 
     config = load_config(tmp_path / "build.toml")
-    predictor = load_predictor(config.cache_dir(), config.device("local"))
+    predictor = device_predictor(config, config.device("local"))
     arch, net = load_trained(out)
     assert result["predicted_ms"] == predictor.network_ms(arch.blocks())
     assert result["meets_budget"] == (result["predicted_ms"] <= 0.05)

@@ -12,34 +12,22 @@ import time
 from pathlib import Path
 
 import torch
+from tiny_project import tiny_project
 
 TESTS = Path(__file__).resolve().parents[1]
 
-PROJECT = """
-[search]
-latency_ms = 0.05
-seed = 7
-warmup_epochs = 1
-epochs = 3
-final_epochs = 3
-final_init = "inherit"
-[search.space]
-resolution = 8
-in_channels = 1
-stem_channels = 8
-stem_stride = 1
-ops = ["k3_e3", "k5_e6", "zero"]
-stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 1, stride = 2}]
-"""
+PROJECT = tiny_project(seed=7, epochs=3, final_epochs=3, final_init="inherit")
 
 RUNNER = """
 import sys
 import torch
 torch.set_num_threads(1)
 from search_fakes import MacsPredictor
-from nasc.config import load_config
-from nasc.search.proxyless import run_search
-run_search(load_config(sys.argv[1]), MacsPredictor(), sys.argv[2], resume=sys.argv[3] == "resume")
+from nasc.pipeline.config import load_config
+from nasc.search.runtime import run_search
+config = load_config(sys.argv[1])
+run_search(config.search, config.data, MacsPredictor(), sys.argv[2], base_dir=config.base_dir,
+           resume=sys.argv[3] == "resume")
 """
 
 

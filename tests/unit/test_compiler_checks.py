@@ -11,9 +11,9 @@ from onnx import TensorProto, helper
 
 from nasc.compiler.frontend import check_operators, import_onnx
 from nasc.compiler.onnx_model import io_specs, load_onnx
-from nasc.compiler.spec import TensorSpec
 from nasc.compiler.verify import check_parity, random_inputs
 from nasc.errors import InputError, ParityError, UnsupportedOperator
+from nasc.tensors import TensorSpec
 
 
 def _model(nodes: list[onnx.NodeProto], inputs, outputs, opset: int = 17) -> onnx.ModelProto:

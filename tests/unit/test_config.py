@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nasc.config import Config, embedded_default_text, load_config, parse_config
 from nasc.errors import ConfigError, UnknownDevice
+from nasc.pipeline.config import Config, embedded_default_text, load_config, parse_config
 
 
 def test_embedded_default_parses_and_names_local() -> None:

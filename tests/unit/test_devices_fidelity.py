@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from nasc.devices.fidelity import evaluate, random_archs
 from nasc.devices.oracle import Measurement
 from nasc.devices.predictor import TablePredictor
 from nasc.devices.registry import resolve_device
+from nasc.pipeline.fidelity import evaluate, random_archs
 from nasc.search.settings import SpaceSettings
 from nasc.search.space import SearchSpace
 

@@ -8,13 +8,14 @@ import threading
 
 import pytest
 
-from nasc.devices.latency_table import LatencyKey, LatencyTable, tvm_version
+from nasc.devices.latency_table import LatencyKey, LatencyTable
 from nasc.devices.oracle import Measurement
 from nasc.devices.registry import resolve_device
 from nasc.errors import InputError, MeasurementError
-from nasc.search.signature import BlockSignature
+from nasc.signature import BlockSignature
 
 BLOCK = BlockSignature("mbconv", 16, 24, 16, kernel=5, expand=6, stride=2)
+TOOLCHAIN = "0.27.0 vm=compiled layout=test"  # the table takes the compiler's toolchain id from its caller
 
 
 def _m(median: float, what: str = "b", noisy: bool = False) -> Measurement:
@@ -27,7 +28,7 @@ def _m(median: float, what: str = "b", noisy: bool = False) -> Measurement:
 
 @pytest.fixture()
 def table(tmp_path):
-    with LatencyTable.in_cache(tmp_path) as t:
+    with LatencyTable.in_cache(tmp_path, TOOLCHAIN) as t:
         yield t
 
 
@@ -43,7 +44,7 @@ def test_key_is_readable_and_complete() -> None:
 
 def test_put_get_and_wal(table: LatencyTable) -> None:
     device = resolve_device("rpi4")
-    key = LatencyKey.for_block(BLOCK, device)
+    key = LatencyKey.for_block(BLOCK, device, TOOLCHAIN)
     entry = table.put(key, _m(1.5))
     assert entry.median_ms == 1.5 and table.get(key) == entry
     assert table.count() == 1
@@ -56,16 +57,16 @@ def test_stale_entries_are_never_reused(table: LatencyTable) -> None:
     device = resolve_device("rpi4")
     table.put(LatencyKey.for_block(BLOCK, device, "0.0.1-old"), _m(9.0))
     other_target = dataclasses.replace(device, target={"kind": "llvm", "mcpu": "cortex-a53"})
-    table.put(LatencyKey.for_block(BLOCK, other_target), _m(8.0))
+    table.put(LatencyKey.for_block(BLOCK, other_target, TOOLCHAIN), _m(8.0))
     emulated = dataclasses.replace(device, emulated=True)
-    table.put(LatencyKey.for_block(BLOCK, emulated), _m(7.0))
-    assert table.get(LatencyKey.for_block(BLOCK, device)) is None
+    table.put(LatencyKey.for_block(BLOCK, emulated, TOOLCHAIN), _m(7.0))
+    assert table.get(LatencyKey.for_block(BLOCK, device, TOOLCHAIN)) is None
     assert table.missing([BLOCK], device) == [BLOCK]
     assert table.entries(device, current_tvm_only=True) == []
-    table.put(LatencyKey.for_block(BLOCK, device), _m(1.0))
+    table.put(LatencyKey.for_block(BLOCK, device, TOOLCHAIN), _m(1.0))
     assert table.missing([BLOCK], device) == []
     assert [e.median_ms for e in table.entries(device, current_tvm_only=True)] == [1.0]
-    assert tvm_version() in table.entries(device, current_tvm_only=True)[0].key.text()
+    assert TOOLCHAIN in table.entries(device, current_tvm_only=True)[0].key.text()
 
 
 def test_missing_skips_zero_and_duplicates(table: LatencyTable) -> None:
@@ -77,7 +78,7 @@ def test_missing_skips_zero_and_duplicates(table: LatencyTable) -> None:
 
 @pytest.mark.parametrize("median", [float("nan"), float("inf"), -1.0, 0.0])
 def test_invalid_measurements_are_refused_and_leave_nothing(table: LatencyTable, median: float) -> None:
-    key = LatencyKey.for_block(BLOCK, resolve_device("rpi4"))
+    key = LatencyKey.for_block(BLOCK, resolve_device("rpi4"), TOOLCHAIN)
     with pytest.raises(MeasurementError):
         table.put(key, _m(median))
     assert table.count() == 0
@@ -101,7 +102,7 @@ def test_parallel_writers(table: LatencyTable) -> None:
 
     def write(part: list[BlockSignature]) -> None:
         for b in part:
-            table.put(LatencyKey.for_block(b, device), _m(float(b.in_channels), b.key()))
+            table.put(LatencyKey.for_block(b, device, TOOLCHAIN), _m(float(b.in_channels), b.key()))
 
     threads = [threading.Thread(target=write, args=(blocks[i::4],)) for i in range(4)]
     for t in threads:
@@ -116,4 +117,4 @@ def test_not_a_database(tmp_path) -> None:
     bad = tmp_path / "latency.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(InputError, match=r"latency\.sqlite"):
-        LatencyTable(bad)
+        LatencyTable(bad, TOOLCHAIN)

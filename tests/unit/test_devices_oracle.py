@@ -113,8 +113,8 @@ def test_measurement_round_trip(tmp_path) -> None:
 
 
 def test_settings_refuse_nonsense() -> None:
-    from nasc.config import parse_config
     from nasc.errors import ConfigError
+    from nasc.pipeline.config import parse_config
 
     with pytest.raises(ConfigError, match="measure"):
         parse_config("[measure]\nrepeat = 1\n", "b.toml")

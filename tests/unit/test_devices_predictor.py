@@ -18,8 +18,8 @@ from nasc.devices.predictor import (
 )
 from nasc.devices.registry import resolve_device
 from nasc.errors import SearchError
-from nasc.search.latency import LatencyPredictor
-from nasc.search.signature import BlockSignature
+from nasc.latency import LatencyPredictor
+from nasc.signature import BlockSignature
 
 A = BlockSignature("mbconv", 16, 16, 8, kernel=3, expand=3, idskip=True)
 B = BlockSignature("mbconv", 16, 24, 8, kernel=5, expand=6, stride=2)
@@ -59,9 +59,9 @@ def test_cross_validation_reports_held_out_error() -> None:
 
 def test_predictor_from_table(tmp_path) -> None:
     device = resolve_device("local")
-    with LatencyTable.in_cache(tmp_path) as table:
-        table.put(LatencyKey.for_block(A, device), _m(0.2))
-        table.put(LatencyKey.for_block(B, device), _m(0.5, noisy=True))
+    with LatencyTable.in_cache(tmp_path, "tc") as table:
+        table.put(LatencyKey.for_block(A, device, "tc"), _m(0.2))
+        table.put(LatencyKey.for_block(B, device, "tc"), _m(0.5, noisy=True))
         predictor = TablePredictor.from_table(table, device, tmp_path)
     assert isinstance(predictor, LatencyPredictor)
     assert predictor.block_ms(A) == 0.2 and predictor.block_ms(Z) == 0.0

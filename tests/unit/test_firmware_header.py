@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from firmware_testlib import write_compile_dir
+from firmware_testlib import write_compile_dir, write_search_record
 
 from nasc.firmware_bridge.header import c_string, render_header
 from nasc.firmware_bridge.manifest import BundleManifest
 from nasc.firmware_bridge.package import build_manifest_members
 from nasc.firmware_bridge.settings import PackageSettings
+from nasc.pipeline.package import bundle_source
 
 C_PROGRAM = r"""
 #include <stdio.h>
@@ -66,10 +67,10 @@ def _compilers() -> tuple[str, str]:
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> BundleManifest:
     folder = write_compile_dir(tmp_path_factory.mktemp("hdr") / "compiled", b"library")
     classes = ["zero", 'say "one"', *[f"class {i}" for i in range(2, 10)]]
-    (folder / "search.json").write_text(json.dumps({"preprocessing": {"class_names": classes}}))
+    write_search_record(folder, preprocessing={"class_names": classes})
     settings = PackageSettings(preprocessing_mean=(0.485, 0.456, 0.406), preprocessing_std=(0.229, 0.224, 0.225),
                                preprocessing_resize=(224, 224), preprocessing_scale=1 / 255)
-    return build_manifest_members(folder, settings)[0]
+    return build_manifest_members(bundle_source(folder), settings)[0]
 
 
 def _build_and_run(tmp_path: Path, header: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from nasc.cli import main
+from nasc.errors import ConfigError
 
 
 @pytest.fixture()
@@ -31,8 +32,11 @@ def test_search_on_an_unknown_device_is_refused(cache: Path) -> None:
     assert "toaster" in result.output
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--latency-ms", "0"), ("--epochs", "-1")])
-def test_bad_flag_values_are_config_errors(cache: Path, flag: str, value: str) -> None:
-    result = CliRunner().invoke(main, ["search", flag, value])
-    assert result.exit_code == 2, result.output
-    assert "[search]" in result.output
+@pytest.mark.parametrize(("args", "section"), [(["--latency-ms", "0"], "[search]"),
+                                               (["--set", "epochs=-1"], "[search.proxyless]"),
+                                               (["--set", "no_such_key=1"], "[search.proxyless]")])
+def test_bad_flag_values_are_config_errors(cache: Path, args: list[str], section: str) -> None:
+    result = CliRunner().invoke(main, ["search", *args])
+    assert result.exit_code == ConfigError.exit_code, result.output
+    assert ConfigError.exit_code != 2  # click's own usage errors exit 2
+    assert section in result.output

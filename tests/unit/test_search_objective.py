@@ -11,18 +11,19 @@ import pytest
 import torch
 from search_fakes import MacsPredictor
 
-from nasc.config import Config, parse_config
+from nasc.pipeline.config import Config, parse_config
 from nasc.search.objective import LatencyCosts, expected_latency_ms, latency_loss, rl_reward
-from nasc.search.proxyless import run_search, search_space
-from nasc.search.settings import SearchSettings
+from nasc.search.runtime import run_search, search_space
+from nasc.search.settings import ProxylessSettings
 
 TINY_TOML = """
 [search]
+final_epochs = 0
+batch_size = 64
+[search.proxyless]
 warmup_epochs = 0
 epochs = 3
-final_epochs = 0
 arch_lr = 0.05
-batch_size = 64
 [search.space]
 resolution = 8
 in_channels = 1
@@ -39,7 +40,7 @@ def tiny_config() -> Config:
 
 def test_expected_latency_is_the_probability_weighted_sum_and_differentiable() -> None:
     config = tiny_config()
-    space = search_space(config, 10)
+    space = search_space(config.search, config.data, num_classes=10)
     predictor = MacsPredictor()
     costs = LatencyCosts.from_predictor(space, predictor)
     assert costs.fixed_ms == pytest.approx(
@@ -60,27 +61,30 @@ def test_expected_latency_is_the_probability_weighted_sum_and_differentiable() -
 @pytest.mark.parametrize("form", ["mul", "add"])
 @pytest.mark.parametrize("budget_ms", [0.05, 3.0])  # sub-millisecond budgets must not flip the sign
 def test_loss_grows_with_latency_and_with_cross_entropy(form: str, budget_ms: float) -> None:
-    settings = SearchSettings(latency_ms=budget_ms, latency_loss=form)  # type: ignore[arg-type]
+    settings = ProxylessSettings(latency_loss=form)  # type: ignore[arg-type]
     lat = torch.tensor(budget_ms * 0.8, requires_grad=True)
     ce = torch.tensor(1.5, requires_grad=True)
-    loss = latency_loss(ce, lat, settings)
+    loss = latency_loss(ce, lat, budget_ms, settings)
     loss.backward()
     assert lat.grad > 0 and ce.grad > 0
     if form == "mul":
         assert float(loss) == pytest.approx(1.5 * (math.log(budget_ms * 800) / math.log(budget_ms * 1000)) ** 0.6)
-    assert float(latency_loss(ce, lat, SearchSettings())) == 1.5  # no budget: CE alone
+    assert float(latency_loss(ce, lat, None, ProxylessSettings())) == 1.5  # no budget: CE alone
 
 
 def test_rl_reward_prefers_faster_networks_at_equal_accuracy() -> None:
     for form in ("mul", "add"):
-        settings = SearchSettings(latency_ms=1.0, latency_loss=form)  # type: ignore[arg-type]
-        assert rl_reward(0.9, 0.5, settings) > rl_reward(0.9, 1.0, settings) > rl_reward(0.9, 2.0, settings)
-        assert rl_reward(0.95, 1.0, settings) > rl_reward(0.9, 1.0, settings)
+        settings = ProxylessSettings(latency_loss=form)  # type: ignore[arg-type]
+        reward = [rl_reward(0.9, latency, 1.0, settings) for latency in (0.5, 1.0, 2.0)]
+        assert reward[0] > reward[1] > reward[2]
+        assert rl_reward(0.95, 1.0, 1.0, settings) > rl_reward(0.9, 1.0, 1.0, settings)
 
 
-def _expected_history(tmp_path: Path, name: str, **search: object) -> list[float]:
-    config = tiny_config().with_section("search", **search)
-    run_search(config, MacsPredictor(), tmp_path / name)
+def _expected_history(tmp_path: Path, name: str, latency_ms: float | None = None,
+                      **proxyless: object) -> list[float]:
+    config = tiny_config().with_section("search", latency_ms=latency_ms)
+    config = config.with_section("search.proxyless", **proxyless)
+    run_search(config.search, config.data, MacsPredictor(), tmp_path / name)
     history = json.loads((tmp_path / name / "search.json").read_text())["history"]
     return [h["expected_ms"] for h in history]
 
@@ -89,7 +93,7 @@ def _expected_history(tmp_path: Path, name: str, **search: object) -> list[float
 def test_tight_budget_moves_the_architecture_toward_cheaper_ops(
     tmp_path: Path, algo: str, form: str, weight: float
 ) -> None:
-    space = search_space(tiny_config(), 10)
+    space = search_space(tiny_config().search, tiny_config().data, num_classes=10)
     costs = LatencyCosts.from_predictor(space, MacsPredictor())
     uniform = float(expected_latency_ms(
         [torch.full((len(c),), 1 / len(c)) for c in costs.layer_ms], costs.tensors(), costs.fixed_ms))

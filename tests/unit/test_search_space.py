@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from nasc.config import parse_config
 from nasc.errors import ConfigError
+from nasc.pipeline.config import parse_config
 from nasc.search.settings import SpaceSettings, StageSettings
-from nasc.search.signature import BlockSignature
 from nasc.search.space import ArchSpec, SearchSpace, build, build_block
+from nasc.signature import BlockSignature
 
 SPACE = SearchSpace(SpaceSettings(), num_classes=10)
 
@@ -108,8 +108,24 @@ def test_search_result_round_trips_through_json() -> None:
     from nasc.search.outputs import SearchResult
 
     result = SearchResult(
-        arch=ArchSpec.uniform(SPACE, "k5_e3"), predicted_ms=0.061, block_sum_ms=0.058, expected_ms=0.0605,
-        budget_ms=0.06, meets_budget=False, test_accuracy=0.97, valid_accuracy=0.96, arch_algo="grad", seed=3,
+        arch=ArchSpec.uniform(SPACE, "k5_e3"), strategy="proxyless", predicted_ms=0.061, block_sum_ms=0.058,
+        budget_ms=0.06, meets_budget=False, test_accuracy=0.97, valid_accuracy=0.96, seed=3,
         out_dir="out/search", preprocessing={"mean": [0.1], "std": [0.3]},
+        figures={"expected_ms": 0.0605, "arch_algo": "grad"},
     )
     assert SearchResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_a_search_result_with_a_missing_key_names_the_file_and_key() -> None:
+    from nasc.errors import InputError
+    from nasc.search.outputs import SearchRecord, SearchResult
+
+    result = SearchResult(
+        arch=ArchSpec.uniform(SPACE, "k3_e3"), strategy="proxyless", predicted_ms=0.05, block_sum_ms=0.05,
+        budget_ms=None, meets_budget=None, test_accuracy=0.9, valid_accuracy=0.9, seed=0, out_dir="o",
+        preprocessing={},
+    )
+    record = SearchRecord(True, "proxyless", {}, {}, {}, (), result).to_dict()
+    del record["result"]["test_accuracy"]
+    with pytest.raises(InputError, match=r"out/search.json.*'test_accuracy' is missing"):
+        SearchRecord.from_dict(record, "out/search.json")

@@ -1,4 +1,8 @@
-"""build.toml -> Config: typed, frozen settings; anything unexpected is refused with its key path."""
+"""build.toml -> Config: typed, frozen settings; anything unexpected is refused with its key path.
+
+The project file is composed here, above the rooms: each room defines and receives only its own
+section ([compile], [measure] and [devices], [search] and [data], [package]).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from nasc.compiler.settings import CompileSettings
 from nasc.devices.registry import DeviceOverride, resolve_device
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import DeviceSpec
@@ -30,29 +35,6 @@ class ProjectSettings:
     output_dir: str = "out"
     cache_dir: str = ""  # empty: $NASC_CACHE_DIR, else $XDG_CACHE_HOME/nasc, else ~/.cache/nasc
     device: str = "local"  # the device used when a command names none
-
-
-@dataclass(frozen=True)
-class CompileSettings:
-    """[compile]: export, tuning and parity settings."""
-
-    trials: int = 0  # MetaSchedule trials per tuning task, on average; 0 = no tuning
-    trials_per_iteration: int = 32  # at most this many candidates measured per search round
-    opset: int = 17
-    atol: float = 1e-4
-    rtol: float = 1e-3
-    verify_samples: int = 3  # random inputs compared with onnxruntime
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.trials < 0:
-            raise ValueError("trials must be >= 0 (0 means no tuning)")
-        if self.trials_per_iteration < 1:
-            raise ValueError("trials_per_iteration must be >= 1")
-        if self.opset < 17:
-            raise ValueError("opset must be >= 17")
-        if self.verify_samples < 1:
-            raise ValueError("verify_samples must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -92,16 +74,22 @@ class Config:
         return path if path.is_absolute() else Path(self.base_dir) / path
 
     def with_section(self, section: str, **changes: Any) -> Config:
-        """A copy with fields of one section replaced (how CLI flags override the file)."""
+        """A copy with fields of one section replaced (how CLI flags override the file); `section` may be
+        dotted ("search.proxyless"). None values are left as they are."""
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return self
-        current = getattr(self, section)
+        *parents, name = section.split(".")
+        chain: list[Any] = [self]
+        for part in parents:
+            chain.append(getattr(chain[-1], part))
         try:
-            updated = dataclasses.replace(current, **changes)
+            updated = dataclasses.replace(getattr(chain[-1], name), **changes)
+            for owner, part in zip(reversed(chain), reversed([*parents, name]), strict=True):
+                updated = dataclasses.replace(owner, **{part: updated})
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"command line: [{section}] {exc}") from None
-        return dataclasses.replace(self, **{section: updated})
+        return updated
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (for records of what a run used)."""

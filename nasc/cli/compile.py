@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from nasc.cli import console, get_config, handles_errors, main, out
+from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
+from nasc.cli.render import EventRenderer
+from nasc.pipeline.compile import compile_onnx
 
 
 @main.command("compile")
@@ -22,23 +24,21 @@ from nasc.cli import console, get_config, handles_errors, main, out
               help="Output folder (default: <output_dir>/<model>-<device>).")
 @click.option("--no-verify", is_flag=True,
               help="Do not run the artifact against onnxruntime (for devices not reachable now).")
+@json_option
 @click.pass_context
 @handles_errors
 def compile_command(ctx: click.Context, model: Path, device: str | None, trials: int | None, output: Path | None,
-                    no_verify: bool) -> None:
+                    no_verify: bool, as_json: bool) -> None:
     """Compile MODEL (an .onnx file) for a device: import, tune, build, check against onnxruntime."""
-    from nasc.compiler.pipeline import compile_onnx
-    from nasc.progress import RichCompileReporter
-
     config = get_config(ctx).with_section("compile", trials=trials)
     spec = config.device(device)
     out_dir = output or config.output_dir() / f"{model.stem}-{spec.name}"
-    reporter = RichCompileReporter(console)
-    try:
+    with EventRenderer(console) as render:
         artifact = compile_onnx(model, spec, config.compile, out_dir, config.cache_dir(),
-                                verify=not no_verify, reporter=reporter)
-    finally:
-        reporter.close()
+                                verify=not no_verify, progress=render)
+    if as_json:
+        print_json(artifact.to_dict())
+        return
     table = Table(title=f"compiled {model.name} for {spec.name}", show_header=False, title_justify="left")
     table.add_row("library", str(artifact.library_path))
     table.add_row("target", f"{artifact.target_triple} {artifact.target.get('mcpu', '')}".strip())

@@ -1,6 +1,6 @@
 """A compile worker: reads JSON jobs on stdin, builds each library, answers one JSON line per job.
 
-Run as ``python -m nasc.devices.compile_worker`` by :class:`nasc.devices.blockbuild.BlockCompiler`.
+Run as ``python -m nasc.pipeline.compile_worker`` by :class:`nasc.pipeline.blockbuild.BlockCompiler`.
 TVM's build noise (stdout and stderr of C++) goes to /dev/null; answers go to the original stdout.
 """
 
@@ -17,7 +17,7 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    from nasc.devices.blockbuild import compile_library
+    from nasc.pipeline.blockbuild import compile_library
 
     for line in sys.stdin:
         if not line.strip():

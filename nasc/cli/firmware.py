@@ -8,22 +8,32 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from nasc.cli import console, get_config, handles_errors, main, out
+from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
+from nasc.firmware_bridge.bundle import extract_bundle, verify_bundle
+from nasc.firmware_bridge.flash import flash
+from nasc.pipeline.package import package
 
 
 @main.command("package")
 @click.option("--from", "from_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The output folder of nasc compile (compile.json, model.so, model.onnx).")
+              help="The output folder of nasc compile (compile.json, model.so, model.onnx; measure.json if "
+                   "nasc measure ran on it).")
+@click.option("--search", "search_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The output folder of the nasc search behind the model: its accuracy, predicted latency, "
+                   "preprocessing and arch.json go into the bundle.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Bundle to write (default: ./model-<device>.tar.gz).")
+@json_option
 @click.pass_context
 @handles_errors
-def package_command(ctx: click.Context, from_dir: Path, output: Path | None) -> None:
+def package_command(ctx: click.Context, from_dir: Path, search_dir: Path | None, output: Path | None,
+                    as_json: bool) -> None:
     """Make a verified, deterministic bundle (tar.gz) from a compile output folder."""
-    from nasc.firmware_bridge.package import package
-
     config = get_config(ctx)
-    result = package(from_dir, output, config.package)
+    result = package(from_dir, output, config.package, search_dir)
+    if as_json:
+        print_json(result.to_dict())
+        return
     manifest = result.manifest
     table = Table(title=f"bundle {result.bundle}", show_header=False, title_justify="left")
     table.add_row("sha256", result.sha256)
@@ -40,15 +50,18 @@ def package_command(ctx: click.Context, from_dir: Path, output: Path | None) -> 
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--unpack", "unpack_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also unpack it into this new folder (refusing unsafe members).")
+@json_option
 @click.pass_context
 @handles_errors
-def verify_command(ctx: click.Context, bundle: Path, unpack_dir: Path | None) -> None:
+def verify_command(ctx: click.Context, bundle: Path, unpack_dir: Path | None, as_json: bool) -> None:
     """Check BUNDLE's manifest schema and every file's size and sha256 (exit 11 names each bad file)."""
-    from nasc.firmware_bridge.bundle import extract_bundle, verify_bundle
-
     config = get_config(ctx)
     limit = int(config.package.max_member_mb * 1024 * 1024)
     report = extract_bundle(bundle, unpack_dir, limit) if unpack_dir else verify_bundle(bundle, limit)
+    if as_json:
+        print_json({"bundle": str(bundle), "ok": True, "unpacked_into": str(unpack_dir) if unpack_dir else None,
+                    "files_checked": report.files_checked, "manifest": report.manifest.to_dict()})
+        return
     where = f", unpacked into {unpack_dir}" if unpack_dir else ""
     table = Table(title=f"{bundle}: OK ({report.manifest.schema}){where}", title_justify="left")
     table.add_column("file")
@@ -65,12 +78,12 @@ def verify_command(ctx: click.Context, bundle: Path, unpack_dir: Path | None) ->
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="Baud rate (default: [package].baud, 921600).")
 @click.option("--protocol", type=click.Choice(["nasc", "ymodem"]), default=None,
               help="nasc: the board runs python -m nasc.firmware_bridge.receiver; ymodem: a bootloader (loady).")
+@json_option
 @click.pass_context
 @handles_errors
-def flash_command(ctx: click.Context, bundle: Path, port: str, baud: int | None, protocol: str | None) -> None:
+def flash_command(ctx: click.Context, bundle: Path, port: str, baud: int | None, protocol: str | None,
+                  as_json: bool) -> None:
     """Verify BUNDLE, then send it over a serial line to the board."""
-    from nasc.firmware_bridge.flash import flash
-
     config = get_config(ctx)
     columns = (TextColumn("[bold cyan]  flash[/]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
@@ -86,6 +99,9 @@ def flash_command(ctx: click.Context, bundle: Path, port: str, baud: int | None,
         result = flash(bundle, port, baud, protocol, config.package, report)  # type: ignore[arg-type]
     finally:
         progress.stop()
+    if as_json:
+        print_json({**result.__dict__, "port": port})
+        return
     resumed = f", resumed at byte {result.resumed_from_bytes}" if result.resumed_from_bytes else ""
     check = (f"sha256 {result.sha256[:16]} confirmed by the receiver{resumed}" if result.protocol == "nasc"
              else "YMODEM checks blocks only: run nasc verify (or sha256sum) on the board")

@@ -9,7 +9,19 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasc.cli import console, get_config, handles_errors, main, out
+from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
+from nasc.cli.render import EventRenderer
+from nasc.compiler.toolchain import toolchain_id
+from nasc.devices.emulated.server import serve_emulated
+from nasc.devices.latency_table import LatencyTable
+from nasc.devices.oracle import WARMUP_MIN_MS
+from nasc.devices.registry import known_device_names
+from nasc.devices.spec import parse_host_port
+from nasc.devices.tracker import tracker_summary
+from nasc.pipeline.config import load_config
+from nasc.pipeline.fidelity import fit_predictor
+from nasc.pipeline.latency_table_build import build_project_table
+from nasc.pipeline.measure import measure_model
 
 
 @main.group("devices", invoke_without_command=True)
@@ -21,10 +33,6 @@ def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> N
     """Device profiles (built-in and build.toml) and, with --tracker, a tracker's queue."""
     if ctx.invoked_subcommand is not None:
         return
-    from nasc.devices.registry import known_device_names
-    from nasc.devices.spec import parse_host_port
-    from nasc.devices.tracker import tracker_summary
-
     config = get_config(ctx)
     specs = [config.device(name) for name in known_device_names(config.devices)]
     summary = None
@@ -71,38 +79,41 @@ def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> N
 def emulate_command(ctx: click.Context, board: str, host: str, port: int, tracker: str | None, key: str | None,
                     allow_remote_bind: bool) -> None:
     """Build (once) an emulated BOARD root file system and serve the stock RPC server in it until Ctrl-C."""
-    from nasc.devices.emulated.server import serve_emulated
-
     serve_emulated(board, get_config(ctx).cache_dir(), host, port, tracker, key,
                    allow_remote=allow_remote_bind, console=console)
 
 
 @main.command("measure")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--device", "-d", default=None, help="Device name (default: [project].device).")
-@click.option("--tuned", is_flag=True, help="Tune with MetaSchedule first ([compile].trials, or 32 per task).")
+@click.argument("model", type=click.Path(exists=False, path_type=Path))
+@click.option("--device", "-d", default=None,
+              help="Device name (default: the device a compile folder was built for; for an ONNX file "
+                   "[project].device).")
+@click.option("--tuned", is_flag=True, help="For an ONNX file: tune with MetaSchedule first ([compile].trials, "
+                                            "or 32 per task).")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the artifact and measure.json (default: <output_dir>/measure/<model>-<device>).")
+              help="For an ONNX file: folder for the artifact and measure.json "
+                   "(default: <output_dir>/measure/<model>-<device>).")
 @click.option("--repeat", type=click.IntRange(min=3), default=None, help="Timings to take ([measure].repeat).")
 @click.option("--number", type=click.IntRange(min=1), default=None, help="Runs per timing ([measure].number).")
+@json_option
 @click.pass_context
 @handles_errors
 def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: bool, output: Path | None,
-                    repeat: int | None, number: int | None) -> None:
-    """Compile MODEL for a device, check it against onnxruntime there, and time it."""
-    from nasc.devices.measure import measure_model
-    from nasc.devices.oracle import WARMUP_MIN_MS
-    from nasc.progress import RichCompileReporter
+                    repeat: int | None, number: int | None, as_json: bool) -> None:
+    """Time MODEL on its device after checking it against onnxruntime there; write measure.json.
 
+    MODEL is a compile output folder (measured as built; measure.json goes into it) or an ONNX file
+    (compiled first)."""
     config = get_config(ctx).with_section("measure", repeat=repeat, number=number)
-    spec = config.device(device)
-    reporter = RichCompileReporter(console)
-    try:
-        report = measure_model(model, spec, config, tuned=tuned, out_dir=output, reporter=reporter)
-    finally:
-        reporter.close()
+    spec = config.device(device) if device or not model.is_dir() else None  # a folder knows its device
+    with EventRenderer(console) as render:
+        report = measure_model(model, spec, config, tuned=tuned, out_dir=output, progress=render)
+    if as_json:
+        print_json(report.to_dict())
+        return
     m = report.measurement
-    title = f"{model.name} on {spec.name}"
+    spec_name = m.device
+    title = f"{model.name} on {spec_name}"
     if m.emulated:
         title += " [bold yellow](EMULATED: not the board's latency)[/]"
     table = Table(title=title, show_header=False, title_justify="left")
@@ -112,10 +123,10 @@ def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: 
     warm_up = f"{m.warmup} warm-up runs (at least {WARMUP_MIN_MS} ms)" if m.warmup else "no warm-up"
     table.add_row("protocol", f"{warm_up}, then {m.repeat} timings x mean of {m.number} runs "
                   f"({m.attempts} attempt(s))")
-    table.add_row("parity", f"max abs err {report.parity['max_abs_err']:.3g} vs onnxruntime "
-                  f"({report.parity['samples']} inputs) on {report.parity['where']}")
+    table.add_row("parity", f"max abs err {report.parity.max_abs_err:.3g} vs onnxruntime "
+                  f"({report.parity.samples} inputs) on {report.parity.where}")
     table.add_row("tuning", f"{report.trials_per_task} trials per task" if report.tuned else "none (untuned)")
-    table.add_row("json", report.json_path)
+    table.add_row("json", str(report.json_path))
     out.print(table)
     if m.noisy:
         console.print(f"[bold yellow]warning[/]: this measurement stayed NOISY ({m.noise_metric} "
@@ -133,13 +144,12 @@ def lut_group() -> None:
               help="Project file whose [search.space] and [data] define the blocks (default: --config's).")
 @click.option("--sessions", type=click.IntRange(min=1), default=None,
               help="Parallel sessions (default: servers under the tracker key; 1 otherwise).")
+@json_option
 @click.pass_context
 @handles_errors
-def lut_build_command(ctx: click.Context, device: str | None, space_path: Path | None, sessions: int | None) -> None:
+def lut_build_command(ctx: click.Context, device: str | None, space_path: Path | None, sessions: int | None,
+                      as_json: bool) -> None:
     """Measure every block of the search space on the device (resumes where a previous build stopped)."""
-    from nasc.config import load_config
-    from nasc.devices.lut import build_project_table
-
     config = get_config(ctx)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
@@ -156,6 +166,9 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
                 console.print(f"[yellow]retried[/] {getattr(block, 'key', lambda: block)()} ({detail} time(s))")
 
         report = build_project_table(config, spec, space_config, sessions=sessions, on_event=on_event)
+    if as_json:
+        print_json(report.to_dict())
+        return
     label = " [bold yellow](EMULATED)[/]" if report.emulated else ""
     out.print(f"{spec.name}{label}: {report.blocks} blocks, {report.already_present} already in the table, "
               f"{report.measured} measured with {report.sessions} session(s) in {report.wall_s:.1f} s "
@@ -172,13 +185,12 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", "space_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Project file whose [search.space] and [data] define the space (default: --config's).")
+@json_option
 @click.pass_context
 @handles_errors
-def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: int, space_path: Path | None) -> None:
+def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: int, space_path: Path | None,
+                    as_json: bool) -> None:
     """Measure random whole networks, fit the predictor's correction line, report its held-out error."""
-    from nasc.config import load_config
-    from nasc.devices.fidelity import fit_predictor
-
     config = get_config(ctx)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
@@ -188,6 +200,9 @@ def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: in
         report = fit_predictor(config, spec, archs, seed=seed, space_config=space_config,
                                progress=lambda stage, done, total: bar.update(task, completed=done)
                                if stage == "networks" else None)
+    if as_json:
+        print_json(report.to_dict())
+        return
     fit = report.fit
     label = " [bold yellow](EMULATED)[/]" if report.emulated else ""
     out.print(f"{spec.name}{label}: measured = {fit.scale:.3f} x sum(blocks) + {fit.overhead_ms:.4f} ms "
@@ -203,17 +218,15 @@ def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: in
 @handles_errors
 def lut_show_command(ctx: click.Context, device: str | None, as_json: bool) -> None:
     """Print the latency table (all devices, or one device's entries for its current target and TVM)."""
-    from nasc.devices.latency_table import LatencyTable, tvm_version
-
     config = get_config(ctx)
     spec = config.device(device) if device else None
-    with LatencyTable.in_cache(config.cache_dir()) as table:
+    current = toolchain_id()
+    with LatencyTable.in_cache(config.cache_dir(), current) as table:
         entries = table.entries(spec, current_tvm_only=spec is not None)
         path = table.path
     if as_json:
         out.print_json(json.dumps({"table": str(path), "entries": [e.to_dict() for e in entries]}))
         return
-    current = tvm_version()
     view = Table(title=f"latency table {path} ({len(entries)} entries)", title_justify="left")
     view.add_column("block", overflow="fold")
     for col in ("device", "median ms", "p90 ms", "CV", "robust CV", "flags"):

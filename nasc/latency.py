@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from .signature import BlockSignature
+from nasc.signature import BlockSignature
 
 
 @runtime_checkable

@@ -18,16 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from nasc.config import Config
+from nasc.compiler.runtime import load_vm
+from nasc.compiler.toolchain import toolchain_id
+from nasc.devices.latency_table import LatencyEntry, LatencyKey, LatencyTable
+from nasc.devices.oracle import Measurement, measure_vm
+from nasc.devices.rpc import DeviceSession, SessionSource
+from nasc.devices.settings import MeasureSettings
+from nasc.devices.spec import DeviceSpec
 from nasc.errors import NascError
-from nasc.search.signature import BlockSignature
+from nasc.search.data import count_classes
+from nasc.search.space import SearchSpace, build_block
+from nasc.signature import BlockSignature
 
 from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
-from .latency_table import LatencyEntry, LatencyKey, LatencyTable, tvm_version
-from .oracle import Measurement, measure_vm
-from .rpc import DeviceSession, SessionSource
-from .settings import MeasureSettings
-from .spec import DeviceSpec
+from .config import Config
 
 # ("todo", None, count) once, then ("compiled" | "measured" | "retry", block, detail)
 EventFn = Callable[[str, BlockSignature | None, Any], None]
@@ -58,8 +62,6 @@ def measure_library_on(
     session: DeviceSession, lib_path: Path, inputs: Sequence[np.ndarray], what: str, settings: MeasureSettings
 ) -> Measurement:
     """Upload and time one library on an open session."""
-    from nasc.compiler.runtime import load_vm
-
     module = session.load_library(lib_path)
     vm = load_vm(module, session.dev)
     return measure_vm(
@@ -125,7 +127,7 @@ def _run(
 ) -> tuple[int, list[str], int, set[str]]:
     if not todo:
         return 0, [], 0, set()
-    version = tvm_version()
+    version = table.toolchain
     ready: queue.Queue[tuple[BlockSignature, Path] | None] = queue.Queue()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -212,9 +214,6 @@ def _run(
 
 def space_blocks(space_config: Config) -> list[BlockSignature]:
     """Every candidate block of the search space a project file describes ([search.space] and [data])."""
-    from nasc.search.data import count_classes
-    from nasc.search.space import SearchSpace
-
     settings = space_config.search.space
     classes = count_classes(space_config.data, settings, space_config.base_dir)
     return SearchSpace(settings, classes).candidate_blocks()
@@ -229,10 +228,8 @@ def build_project_table(
     on_event: EventFn | None = None,
 ) -> LutBuildReport:
     """`nasc lut build`: fill the cache's table with every block of the space for `device`."""
-    from nasc.search.space import build_block
-
     blocks = space_blocks(space_config or config)
     cache_dir = config.cache_dir()
-    with LatencyTable.in_cache(cache_dir) as table:
+    with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
         return build_table(device, blocks, table, cache_dir, config.measure, build_block,
                            sessions=sessions, on_event=on_event)

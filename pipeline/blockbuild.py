@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from nasc.compiler.build import build_library
+from nasc.compiler.export import export_onnx
+from nasc.compiler.toolchain import toolchain_id
+from nasc.devices.spec import DeviceSpec
 from nasc.errors import CompileError
-from nasc.search.signature import BlockSignature
-
-from .spec import DeviceSpec
+from nasc.signature import BlockSignature
 
 BlockFactory = Callable[[BlockSignature], Any]  # -> torch.nn.Module
 
@@ -61,24 +63,18 @@ def export_block(block: BlockSignature, factory: BlockFactory, cache_dir: Path, 
 
 
 def _export(module: Any, input_shape: tuple[int, ...], path: Path) -> None:
-    from nasc.compiler.export import export_onnx
-
     export_onnx(module, input_shape, path)
 
 
 def library_path(onnx_path: Path, device: DeviceSpec) -> Path:
     """The cached library for `onnx_path` on `device` (content-addressed)."""
-    from .latency_table import tvm_version
-
     h = hashlib.sha256(onnx_path.read_bytes())
-    h.update(json.dumps([device.target_json(), device.host_target, device.cross_compiler, tvm_version()]).encode())
+    h.update(json.dumps([device.target_json(), device.host_target, device.cross_compiler, toolchain_id()]).encode())
     return onnx_path.parent / f"lib-{h.hexdigest()[:16]}.so"
 
 
 def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) -> str:
     """Build `onnx_path` for the device into `out_path` (atomic). Runs in a compile worker process."""
-    from nasc.compiler.build import build_library
-
     out = Path(out_path)
     if out.is_file():
         return out_path
@@ -95,7 +91,7 @@ def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) 
 
 
 class BlockCompiler:
-    """``jobs`` persistent compile processes (``python -m nasc.devices.compile_worker``) fed by threads.
+    """``jobs`` persistent compile processes (``python -m nasc.pipeline.compile_worker``) fed by threads.
 
     Plain subprocesses, not multiprocessing: nothing re-imports the caller's main module, a TVM
     crash costs one job (the worker is restarted), and C++ build noise stays out of the terminal.
@@ -137,7 +133,7 @@ class BlockCompiler:
 
     def _spawn(self) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nasc.devices.compile_worker"],
+            [sys.executable, "-m", "nasc.pipeline.compile_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import pickle
@@ -16,12 +17,12 @@ import pytest
 from nasc.compiler.remote_tuning import (
     ARTIFACT_NAME,
     CrossExport,
-    Endpoint,
     ServerSessionOpener,
     TrackerSessionOpener,
     session_opener,
     tune_on_device,
 )
+from nasc.compiler.settings import CompileSettings
 from nasc.compiler.target import tvm_target
 from nasc.compiler.tune import (
     RECORD_FILE,
@@ -31,7 +32,7 @@ from nasc.compiler.tune import (
     tune_module,
 )
 from nasc.compiler.tuning_budget import BUDGET_FILE
-from nasc.config import CompileSettings
+from nasc.devices.endpoint import Endpoint, device_endpoint
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import free_port
 from nasc.devices.spec import Connection
@@ -118,7 +119,8 @@ def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> N
                                  connection=Connection(kind="rpc", host="127.0.0.1", port=port))
     target = tvm_target(device)
     with pytest.raises(DeviceUnreachable) as info:
-        tune_on_device(_tiny_relax_module(), target, device, tmp_path / "db", CompileSettings(trials=1), tmp_path)
+        tune_on_device(_tiny_relax_module(), target, device, functools.partial(device_endpoint, device, tmp_path),
+                       tmp_path / "db", CompileSettings(trials=1))
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "board" in message and "tvm.exec.rpc_server" in message
     assert not (tmp_path / "db" / BUDGET_FILE).exists()
@@ -127,8 +129,8 @@ def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> N
 def test_a_cross_device_with_no_way_to_run_code_is_refused(tmp_path: Path) -> None:
     device = dataclasses.replace(resolve_device("rpi4"), name="pi-offline", connection=Connection(kind="local"))
     with pytest.raises(CompileError, match=r"pi-offline.*tracker://HOST:PORT/KEY.*--trials 0"):
-        tune_on_device(_tiny_relax_module(), tvm_target(device), device, tmp_path / "db", CompileSettings(trials=1),
-                       tmp_path)
+        tune_on_device(_tiny_relax_module(), tvm_target(device), device,
+                       functools.partial(device_endpoint, device, tmp_path), tmp_path / "db", CompileSettings(trials=1))
 
 
 def test_session_openers_pick_the_endpoint_kind_and_pickle() -> None:
@@ -148,7 +150,8 @@ def test_tracker_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None
                                  connection=Connection(kind="tracker", host="127.0.0.1", port=port, key="rpi4"))
     target = tvm_target(device)
     with pytest.raises(DeviceUnreachable) as info:
-        tune_on_device(_tiny_relax_module(), target, device, tmp_path / "db", CompileSettings(trials=1), tmp_path)
+        tune_on_device(_tiny_relax_module(), target, device, functools.partial(device_endpoint, device, tmp_path),
+                       tmp_path / "db", CompileSettings(trials=1))
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "rpc_tracker" in message and "rpi4" in message
     assert not (tmp_path / "db" / BUDGET_FILE).exists()

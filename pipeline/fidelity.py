@@ -15,18 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from nasc.config import Config
+from nasc.compiler.export import export_onnx
+from nasc.compiler.toolchain import toolchain_id
+from nasc.devices.latency_table import LatencyTable
+from nasc.devices.oracle import Measurement
+from nasc.devices.predictor import PredictorFit, TablePredictor, cross_validated_fit, error_stats, save_fit
+from nasc.devices.rpc import SessionSource
+from nasc.devices.settings import MeasureSettings
+from nasc.devices.spec import DeviceSpec
 from nasc.errors import MeasurementError
-from nasc.search.signature import BlockSignature
+from nasc.search.data import count_classes
+from nasc.search.space import ArchSpec, SearchSpace, build, build_block
+from nasc.signature import BlockSignature
 
 from .blockbuild import BlockCompiler
-from .latency_table import LatencyTable
-from .lut import build_table, measure_library_on
-from .oracle import Measurement
-from .predictor import PredictorFit, TablePredictor, cross_validated_fit, error_stats, save_fit
-from .rpc import SessionSource
-from .settings import MeasureSettings
-from .spec import DeviceSpec
+from .config import Config
+from .latency_table_build import build_table, measure_library_on
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -65,8 +69,6 @@ class FidelityReport:
 
 def random_archs(space: Any, count: int, seed: int = 0) -> list[Any]:
     """`count` distinct random ArchSpecs of `space` (uniform op per layer)."""
-    from nasc.search.space import ArchSpec
-
     rng = np.random.default_rng(seed)
     seen: dict[tuple[str, ...], Any] = {}
     layers = space.layers()
@@ -80,9 +82,6 @@ def random_archs(space: Any, count: int, seed: int = 0) -> list[Any]:
 
 def _export_network(arch: Any, cache_dir: Path, seed: int) -> Path:
     import torch
-
-    from nasc.compiler.export import export_onnx
-    from nasc.search.space import build
 
     digest = hashlib.sha256(repr((arch.to_dict(), seed)).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "networks" / digest / "net.onnx"
@@ -154,9 +153,6 @@ def fit_predictor(
     progress: ProgressFn | None = None,
 ) -> FidelityReport:
     """Fill the table if needed, measure `count` random networks, fit and save the correction line."""
-    from nasc.search.data import count_classes
-    from nasc.search.space import SearchSpace, build_block
-
     space_cfg = space_config or config
     space = SearchSpace(space_cfg.search.space,
                         count_classes(space_cfg.data, space_cfg.search.space, space_cfg.base_dir))
@@ -167,7 +163,7 @@ def fit_predictor(
     own = source is None
     src = source if source is not None else SessionSource(device, cache_dir, config.measure).__enter__()
     try:
-        with LatencyTable.in_cache(cache_dir) as table:
+        with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
             build_table(device, space.candidate_blocks(), table, cache_dir, config.measure, build_block, source=src,
                         on_event=(lambda kind, _b, d: progress("blocks", 0, int(d)) if kind == "todo" else None)
                         if progress else None)

@@ -1,0 +1,58 @@
+"""The search strategies, by name: each module defines ``STRATEGY``, a class built from a SearchContext.
+
+Modules are imported only when their strategy is asked for. A strategy searches (its epochs, then
+``derive``); the runtime owns data, checkpoints, the final training and the outputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from nasc.errors import ConfigError
+
+from ..context import SearchContext
+from ..settings import STRATEGY_NAMES
+from ..space import ArchSpec, Network
+
+MODULES = {"proxyless": "nasc.search.strategies.proxyless"}
+assert tuple(MODULES) == STRATEGY_NAMES, "register a strategy in both places"
+
+
+class Strategy(Protocol):
+    """A search strategy as the runtime drives it."""
+
+    search_epochs: int
+
+    def search_epoch(self, epoch: int) -> dict[str, Any]:
+        """Run search epoch `epoch` (0-based); return its history record (stage, epoch, train_loss,
+        valid_accuracy, and the strategy's own figures)."""
+        ...
+
+    def derive(self) -> ArchSpec:
+        """The architecture the search chose."""
+        ...
+
+    def init_final(self, net: Network, arch: ArchSpec) -> None:
+        """Initialise the derived network before its final training (e.g. inherit searched weights)."""
+        ...
+
+    def result_figures(self) -> dict[str, Any]:
+        """Figures only this strategy knows, for the search's result."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors and plain values only: checkpoints load weights-only)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        ...
+
+
+def create_strategy(name: str, ctx: SearchContext) -> Strategy:
+    """Build the strategy registered as `name`."""
+    if name not in MODULES:
+        raise ConfigError(f"[search] strategy: {name!r} is not registered; use one of {', '.join(MODULES)}")
+    module = importlib.import_module(MODULES[name])
+    return module.STRATEGY(ctx)
