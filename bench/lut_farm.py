@@ -20,6 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from nasc.compiler.toolchain import toolchain_id
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.registry import resolve_device
 from nasc.devices.rpc import SessionSource
@@ -61,6 +62,7 @@ def main() -> None:
             proc.wait_until_listening(120)
         wait_for_servers("127.0.0.1", tport, "one", 1)
         wait_for_servers("127.0.0.1", tport, "two", 2)
+        toolchain = toolchain_id()
         results: dict[str, dict[int, list[float]]] = {"cold": {1: [], 2: []}, "measure": {1: [], 2: []}}
         for run in range(args.runs):
             for servers in (1, 2):
@@ -70,10 +72,10 @@ def main() -> None:
                 for mode in ("cold", "measure"):
                     cache = work / f"{mode}-{servers}-{run}" if mode == "cold" else work / "warm"
                     table_path = work / f"table-{mode}-{servers}-{run}.sqlite"
-                    with LatencyTable(table_path) as table, SessionSource(device, cache, settings) as source:
+                    with LatencyTable(table_path, toolchain) as table, SessionSource(device, cache, settings) as source:
                         if mode == "measure" and not (cache / "warmed").exists():
-                            build_table(device, blocks, LatencyTable(work / "warmup.sqlite"), cache, settings,
-                                        build_block, source=source)
+                            build_table(device, blocks, LatencyTable(work / "warmup.sqlite", toolchain), cache,
+                                        settings, build_block, source=source)
                             (cache / "warmed").touch()
                         report = build_table(device, blocks, table, cache, settings, build_block, source=source,
                                              compile_jobs=2)

@@ -26,18 +26,18 @@ from typing import Any
 from nasc.latency import LatencyPredictor
 from nasc.pipeline.config import Config, load_config
 from nasc.search.outputs import SearchResult
+from nasc.search.runtime import run_search
 from nasc.search.space import ArchSpec, SearchSpace
-from nasc.search.strategies.proxyless import run_search
 
 
 def make_predictor(config: Config, device_name: str) -> LatencyPredictor:
     """Measure the space's blocks on the device (cached) and return the table's predictor."""
-    from nasc.devices.predictor import load_predictor
     from nasc.pipeline.latency_table_build import build_project_table
+    from nasc.pipeline.search import device_predictor
 
     device = config.device(device_name)
     build_project_table(config, device)
-    return load_predictor(config.cache_dir(), device)
+    return device_predictor(config, device)
 
 
 def baseline_config(config: Config, width: float) -> Config:
@@ -46,7 +46,8 @@ def baseline_config(config: Config, width: float) -> Config:
     stages = tuple(dataclasses.replace(s, channels=max(4, round(s.channels * width / 4) * 4)) for s in space.stages)
     stem = max(4, round(space.stem_channels * width / 4) * 4)
     new_space = dataclasses.replace(space, ops=("k3_e6",), stages=stages, stem_channels=stem)
-    return config.with_section("search", space=new_space, warmup_epochs=0, epochs=0, latency_ms=None)
+    config = dataclasses.replace(config, search=dataclasses.replace(config.search, space=new_space, latency_ms=None))
+    return config.with_section("search.proxyless", warmup_epochs=0, epochs=0)
 
 
 def measure(config: Config, device_name: str, results: list[SearchResult]) -> list[float]:
@@ -58,6 +59,11 @@ def measure(config: Config, device_name: str, results: list[SearchResult]) -> li
     with SessionSource(device, config.cache_dir(), config.measure) as source:
         found = measure_networks(device, [r.arch for r in results], config.cache_dir(), config.measure, source)
     return [m.median_ms for m in found]
+
+
+def _search(config: Config, seed: int, predictor: LatencyPredictor, out: Path) -> SearchResult:
+    seeded = config.with_section("search", seed=seed)
+    return run_search(seeded.search, seeded.data, predictor, out, base_dir=seeded.base_dir)
 
 
 def _stats(values: list[float]) -> str:
@@ -78,7 +84,7 @@ def main() -> None:
     config = load_config(args.config).with_section("search", latency_ms=args.latency_ms)
     out = Path(args.out)
     predictor = make_predictor(config, args.device)
-    searched = [run_search(config.with_section("search", seed=s), predictor, out / f"searched-{s}") for s in args.seeds]
+    searched = [_search(config, s, predictor, out / f"searched-{s}") for s in args.seeds]
     target_ms = statistics.mean(r.predicted_ms for r in searched)
 
     candidates: list[tuple[float, float, Config, LatencyPredictor]] = []
@@ -88,8 +94,7 @@ def main() -> None:
         probe = ArchSpec.uniform(SearchSpace(cfg.search.space, searched[0].arch.space.num_classes), "k3_e6")
         candidates.append((abs(pred.network_ms(probe.blocks()) - target_ms), width, cfg, pred))
     _, width, base_cfg, base_pred = min(candidates, key=lambda c: c[0])
-    baseline = [run_search(base_cfg.with_section("search", seed=s), base_pred, out / f"baseline-{s}")
-                for s in args.seeds]
+    baseline = [_search(base_cfg, s, base_pred, out / f"baseline-{s}") for s in args.seeds]
 
     measured = measure(config, args.device, searched + baseline)
     m_search, m_base = measured[: len(searched)], measured[len(searched) :]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .export import export_onnx
+
 # (kernel, expansion, stride, out_channels) per block: six blocks, ProxylessNAS-mobile flavoured.
 REFERENCE_BLOCKS: tuple[tuple[int, int, int, int], ...] = (
     (3, 1, 1, 16),
@@ -102,8 +104,6 @@ def mbconv_reference(resolution: int = 32, num_classes: int = 10, seed: int = 0)
 def main() -> None:
     """Write the reference network as ONNX: python -m nasc.compiler.reference_nets OUT.onnx [RES]."""
     import sys
-
-    from .export import export_onnx
 
     out = sys.argv[1] if len(sys.argv) > 1 else "mbconv-32.onnx"
     resolution = int(sys.argv[2]) if len(sys.argv) > 2 else 32

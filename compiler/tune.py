@@ -32,6 +32,7 @@ from nasc.fsutil import atomic_copy, exclusive_lock
 
 from .blocked_conv_space import design_space
 from .default_schedule import DEFAULT_DIR, default_database, record_default_schedules
+from .target import target_dict
 from .tuning_budget import TuningBudget
 from .tuning_focus import FIRST_ROUNDS, TaskStanding, focus_budget, focus_tasks
 
@@ -154,8 +155,6 @@ def database_key(target: Any, device: DeviceSpec | None = None) -> dict[str, Any
     """What a tuning database is keyed by: target and TVM version, and for a device measured over RPC
     also its fingerprint and `emulated` flag (records timed under emulation never mix with a board's)."""
     import tvm
-
-    from .target import target_dict
 
     key: dict[str, Any] = {"target": target_dict(target), "tvm": tvm.__version__}
     if not measured_on_host(device):

@@ -9,14 +9,13 @@ from typing import Any
 
 from nasc.errors import UnknownDevice
 
+from .host import host_target
 from .spec import Connection, DeviceSpec, Target
 
 AARCH64_GXX = "aarch64-linux-gnu-g++"
 
 
 def _local() -> DeviceSpec:
-    from .host import host_target
-
     return DeviceSpec(
         name="local",
         target=host_target(),

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import psutil
 
-from nasc.errors import DeviceUnreachable, NascError, ToolMissing
+from nasc.errors import DeviceUnreachable, NascError
 
+from .emulated.server import START_TIMEOUT_S, emulated_server
 from .server import RpcServerProcess, check_bind_host, exit_on_sigterm, free_port, stock_server_command
 from .settings import MeasureSettings
 from .spec import DeviceSpec
@@ -156,12 +157,6 @@ class SessionSource:
                                     name="local RPC server")
             timeout_s = 60.0
         else:
-            try:
-                from nasc.devices.emulated.server import START_TIMEOUT_S, emulated_server
-            except ImportError as exc:
-                raise ToolMissing(
-                    f"device '{self.device.name}' is emulated but nasc.devices.emulated is not available ({exc})"
-                ) from None
             board = str(self.device.extra.get("board", "rpi4"))
             proc = emulated_server(board, self.cache_dir, self.bind_host, port, port + 1,
                                    allow_remote=self.allow_remote_bind)

@@ -17,16 +17,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from rich.console import Console
-
 from nasc.errors import DeviceUnreachable
 
 _BIND_LINE = re.compile(rb"bind to (\S+):(\d+)")
-_warn_console = Console(stderr=True, highlight=False)
+
+
+class RemoteBindWarning(UserWarning):
+    """An RPC server is bound to an address other machines can reach (allowed only when asked for)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -48,9 +50,9 @@ def check_bind_host(host: str, allow_remote: bool = False) -> None:
             f"refusing to bind an RPC server to {host}: TVM RPC loads and runs code without "
             "authentication. Use 127.0.0.1, or pass --allow-remote-bind if you really mean it."
         )
-    _warn_console.print(
-        f"[bold yellow]warning[/]: binding a TVM RPC server to {host}; anyone who can reach it can run code "
-        "on this machine (TVM RPC has no authentication)."
+    warnings.warn(
+        f"binding a TVM RPC server to {host}; anyone who can reach it can run code on this machine "
+        "(TVM RPC has no authentication)", RemoteBindWarning, stacklevel=2,
     )
 
 

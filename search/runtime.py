@@ -23,7 +23,7 @@ from nasc.latency import LatencyPredictor
 from nasc.typed_toml import to_plain
 
 from .context import SearchContext
-from .data import load_data
+from .data import count_classes, load_data
 from .objective import LatencyCosts, predicted_ms
 from .outputs import CHECKPOINT_NAME, SearchRecord, SearchResult, atomic_json, atomic_torch_save, load_checkpoint
 from .settings import DataSettings, SearchSettings
@@ -218,8 +218,6 @@ class _Run:
 def search_space(settings: SearchSettings, data_settings: DataSettings, base_dir: str | Path = ".",
                  num_classes: int | None = None) -> SearchSpace:
     """The space of [search.space] (classes counted from [data] unless given)."""
-    from .data import count_classes
-
     if num_classes is None:
         num_classes = count_classes(data_settings, settings.space, base_dir)
     return SearchSpace(settings.space, num_classes)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 from nasc.devices.server import RpcServerProcess, check_bind_host, stock_server_command
 from nasc.errors import DeviceUnreachable
+from nasc.events import Progress, ProgressEvent, ignore_progress
 
 from .hostcheck import check_host, install_interpreter
 from .recipe import recipe_for
@@ -23,6 +22,7 @@ EMULATED_BANNER = "EMULATED"
 # Under qemu-user, starting Python and importing TVM took 8-20 s here (2 busy cores): allow time to come up.
 START_TIMEOUT_S = 180.0
 DEFAULT_PORT = 9200
+log = logging.getLogger(__name__)
 
 
 def server_command(
@@ -58,10 +58,8 @@ def emulated_server(
     check_bind_host(host, allow_remote)
     recipe = recipe_for(board)
     if progress is None and cached_rootfs(board, cache_dir) is None:
-        Console(stderr=True, highlight=False).print(
-            f"building the emulated {recipe.board} root file system once ({BUILD_TIME_HINT}); "
-            f"log: {board_dir(board, cache_dir) / 'build.log'}"
-        )
+        log.warning("building the emulated %s root file system once (%s); log: %s", recipe.board, BUILD_TIME_HINT,
+                    board_dir(board, cache_dir) / "build.log")
     rootfs = ensure_rootfs(board, cache_dir, progress)
     handler = check_host(recipe.qemu_arch, f"running the emulated {recipe.board} server")
     install_interpreter(rootfs, handler)
@@ -83,20 +81,6 @@ class _EmulatedServerProcess(RpcServerProcess):
         return self
 
 
-@contextlib.contextmanager
-def rich_progress(console: Console, title: str) -> Iterator[ProgressFn]:
-    """A ProgressFn drawing a rich progress bar (step bar + the latest message) on `console`."""
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.fields[title]}[/]"), BarColumn(bar_width=20),
-               TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("", total=1, title=title)
-
-        def update(message: str, done: int, total: int) -> None:
-            bar.update(task, description=message[:70], completed=done, total=total)
-
-        yield update
-
-
 def serve_emulated(
     board: str,
     cache_dir: Path,
@@ -107,36 +91,40 @@ def serve_emulated(
     *,
     port_end: int | None = None,
     allow_remote: bool = False,
-    console: Console | None = None,
+    progress: Progress = ignore_progress,
 ) -> None:
     """Build the board's root file system if needed, serve the stock RPC server inside it until Ctrl-C.
 
     Blocks; returns after Ctrl-C (the server is stopped) and raises DeviceUnreachable if the server dies.
+    What it does is reported as progress events (stage "emulate").
     """
-    console = console or Console(stderr=True, highlight=False)
     recipe = recipe_for(board)
     key = key or (f"{recipe.board}-emulated" if tracker else None)
     port_end = port_end if port_end is not None else port + 10
     if cached_rootfs(board, cache_dir) is None:
-        console.print(f"building the emulated {recipe.board} root file system once ({BUILD_TIME_HINT}) "
-                      f"under {board_dir(board, cache_dir)}")
+        progress(ProgressEvent.note("emulate", f"building the emulated {recipe.board} root file system once "
+                                               f"({BUILD_TIME_HINT}) under {board_dir(board, cache_dir)}"))
+
+    def build_step(message: str, done: int, total: int) -> None:
+        progress(ProgressEvent("emulate", done, total, label=f"building {recipe.board}: {message[:50]}"))
+
     with _signals_interrupt():
         server: RpcServerProcess | None = None
         try:
-            with rich_progress(console, f"emulated {recipe.board}") as progress:
-                server = emulated_server(board, cache_dir, host, port, port_end, tracker=tracker, key=key,
-                                         allow_remote=allow_remote, progress=progress,
-                                         log_path=board_dir(board, cache_dir) / f"server-{port}.log")
-            with console.status(f"starting the RPC server under qemu-user ({recipe.machine})..."):
-                server.start()
-                server.wait_until_listening(START_TIMEOUT_S)
+            server = emulated_server(board, cache_dir, host, port, port_end, tracker=tracker, key=key,
+                                     allow_remote=allow_remote, progress=build_step,
+                                     log_path=board_dir(board, cache_dir) / f"server-{port}.log")
+            progress(ProgressEvent.note("emulate", f"starting the RPC server under qemu-user ({recipe.machine})..."))
+            server.start()
+            server.wait_until_listening(START_TIMEOUT_S)
             where = f"registered with tracker {tracker} under key '{key}'" if tracker else "no tracker"
-            console.print(
-                f"[bold yellow]{EMULATED_BANNER}[/] {recipe.board} ({recipe.machine} under qemu-user, Debian "
+            progress(ProgressEvent.note(
+                "emulate",
+                f"{EMULATED_BANNER} {recipe.board} ({recipe.machine} under qemu-user, Debian "
                 f"{recipe.suite}): TVM RPC server on {server.address}, {where}.\n"
                 "Timings from it are emulation timings, not the board's latency. "
-                f"Log: {server.log_path}. Press Ctrl-C to stop."
-            )
+                f"Log: {server.log_path}. Press Ctrl-C to stop.",
+            ))
             while server.alive():
                 time.sleep(0.5)
             raise DeviceUnreachable(
@@ -145,7 +133,7 @@ def serve_emulated(
             )
         except KeyboardInterrupt:
             what = f"RPC server on {server.address}" if server is not None else "build"
-            console.print(f"stopping the emulated {recipe.board} {what}")
+            progress(ProgressEvent.note("emulate", f"stopping the emulated {recipe.board} {what}"))
         finally:
             if server is not None:
                 server.stop()

@@ -43,17 +43,21 @@ def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> N
         data = {"devices": [s.to_dict() for s in specs], "tracker": summary.to_dict() if summary else None}
         out.print_json(json.dumps(data))
         return
-    table = Table(title="device profiles", title_justify="left")
-    for col in ("name", "target", "reached through"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("notes")
-    for spec in specs:
-        target = spec.target
-        if isinstance(target, dict):
-            target = f"{target.get('kind')} {target.get('mtriple', '')} {target.get('mcpu', '')}"
-        notes = ("[bold yellow]EMULATED[/] " if spec.emulated else "") + spec.description
-        table.add_row(spec.name, str(target), spec.connection.to_url(), notes)
-    out.print(table)
+    rows = [(spec.name, _target_text(spec.target), spec.connection.to_url(),
+             ("EMULATED " if spec.emulated else "") + spec.description) for spec in specs]
+    if not out.is_terminal:  # a pipe: one line per device, nothing cut, easy to grep
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for name, target, url, notes in rows:
+            click.echo(f"{name:<{widths[0]}}  {url:<{widths[2]}}  {target:<{widths[1]}}  {notes}".rstrip())
+    else:
+        table = Table(title="device profiles", title_justify="left")
+        table.add_column("name", no_wrap=True, min_width=max(len(r[0]) for r in rows))
+        table.add_column("reached through", overflow="fold")
+        table.add_column("target / notes", overflow="fold")
+        for name, target, url, notes in rows:
+            notes = notes.replace("EMULATED ", "[bold yellow]EMULATED[/] ", 1)
+            table.add_row(name, url, f"{target}\n[dim]{notes}[/]" if notes else target)
+        out.print(table)
     if summary is not None:
         keys = Table(title=f"tracker {summary.address}", title_justify="left")
         for col in ("key", "servers", "free", "pending"):
@@ -65,6 +69,12 @@ def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> N
         out.print(keys)
         for key, address in summary.servers:
             out.print(f"  server {address} under key '{key}'")
+
+
+def _target_text(target: object) -> str:
+    if isinstance(target, dict):
+        return " ".join(str(target[k]) for k in ("kind", "mtriple", "mcpu") if target.get(k))
+    return str(target)
 
 
 @devices_command.command("emulate")
@@ -79,8 +89,9 @@ def devices_command(ctx: click.Context, tracker: str | None, as_json: bool) -> N
 def emulate_command(ctx: click.Context, board: str, host: str, port: int, tracker: str | None, key: str | None,
                     allow_remote_bind: bool) -> None:
     """Build (once) an emulated BOARD root file system and serve the stock RPC server in it until Ctrl-C."""
-    serve_emulated(board, get_config(ctx).cache_dir(), host, port, tracker, key,
-                   allow_remote=allow_remote_bind, console=console)
+    with EventRenderer(console) as render:
+        serve_emulated(board, get_config(ctx).cache_dir(), host, port, tracker, key,
+                       allow_remote=allow_remote_bind, progress=render)
 
 
 @main.command("measure")

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from nasc.devices.server import RpcServerProcess, check_bind_host, free_port, is_loopback
+from nasc.devices.server import RemoteBindWarning, RpcServerProcess, check_bind_host, free_port, is_loopback
 from nasc.errors import DeviceUnreachable
 
 # Prints the stock server's "bind to" line, forks a grandchild that ignores SIGTERM, then sleeps.
@@ -32,7 +32,8 @@ def test_loopback_only_unless_allowed(capsys: pytest.CaptureFixture[str]) -> Non
     check_bind_host("127.0.0.1")
     with pytest.raises(DeviceUnreachable, match="without authentication"):
         check_bind_host("0.0.0.0")
-    check_bind_host("0.0.0.0", allow_remote=True)  # allowed, with a warning on stderr
+    with pytest.warns(RemoteBindWarning, match="no authentication"):
+        check_bind_host("0.0.0.0", allow_remote=True)  # allowed, with a warning
 
 
 def test_ready_port_from_log_and_group_is_killed() -> None:
