@@ -14,8 +14,14 @@ import json
 import time
 from pathlib import Path
 
+from nasc.events import ProgressEvent
 from nasc.pipeline.config import load_config
 from nasc.pipeline.fidelity import fit_predictor
+
+
+def _print_progress(event: ProgressEvent) -> None:
+    if event.total:
+        print(f"  {event.stage} {event.label} {event.step}/{event.total}", flush=True)
 
 
 def main() -> None:
@@ -31,8 +37,7 @@ def main() -> None:
         config = config.with_section("project", cache_dir=str(Path(args.cache).resolve()))
     device = config.device("local")
     start = time.monotonic()
-    report = fit_predictor(config, device, args.archs, seed=args.seed,
-                           progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True))
+    report = fit_predictor(config, device, args.archs, seed=args.seed, progress=_print_progress)
     wall = time.monotonic() - start
     fit = report.fit
     print(f"device {device.name} ({device.target_json()}), {fit.samples} networks, {wall:.0f} s")

@@ -8,7 +8,7 @@ k-fold held-out predictions, never from the networks the line was fitted on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from nasc.devices.rpc import SessionSource
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import MeasurementError
+from nasc.events import Progress, ProgressEvent, ignore_progress
 from nasc.search.data import count_classes
 from nasc.search.space import ArchSpec, SearchSpace, build, build_block
 from nasc.signature import BlockSignature
@@ -32,7 +33,7 @@ from .blockbuild import BlockCompiler
 from .config import Config
 from .latency_table_build import build_table, measure_library_on
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+FIT_STAGE = "fit"
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,9 @@ def measure_networks(
     source: SessionSource,
     *,
     compile_jobs: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress = ignore_progress,
 ) -> list[Measurement]:
     """Compile and time each whole network on `device`, in order."""
-    progress = progress or (lambda *_: None)
     paths = [_export_network(a, cache_dir, seed=i) for i, a in enumerate(archs)]
     worker = source.worker()
     results: list[Measurement] = []
@@ -113,7 +113,7 @@ def measure_networks(
         if source.host_shared:  # a server on this host: no timing while the compiler runs
             for i, fut in enumerate(futures):
                 fut.result()
-                progress("compiled", i + 1, len(futures))
+                progress(ProgressEvent(FIT_STAGE, i + 1, len(futures), label="networks compiled"))
         for i, (arch, fut) in enumerate(zip(archs, futures, strict=True)):
             lib = Path(fut.result())
             x = rng.standard_normal(arch.input_shape()).astype("float32")
@@ -121,7 +121,7 @@ def measure_networks(
                            what=f"timing network {arch}")
             worker.drop()
             results.append(m)
-            progress("networks", i + 1, len(archs))
+            progress(ProgressEvent(FIT_STAGE, i + 1, len(archs), label="networks timed"))
     return results
 
 
@@ -150,7 +150,7 @@ def fit_predictor(
     seed: int = 0,
     space_config: Config | None = None,
     source: SessionSource | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress = ignore_progress,
 ) -> FidelityReport:
     """Fill the table if needed, measure `count` random networks, fit and save the correction line."""
     space_cfg = space_config or config
@@ -165,8 +165,7 @@ def fit_predictor(
     try:
         with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
             build_table(device, space.candidate_blocks(), table, cache_dir, config.measure, build_block, source=src,
-                        on_event=(lambda kind, _b, d: progress("blocks", 0, int(d)) if kind == "todo" else None)
-                        if progress else None)
+                        progress=progress)
             predictor = TablePredictor.from_table(table, device)
         measured = measure_networks(device, archs, cache_dir, config.measure, src, progress=progress)
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from nasc.devices.rpc import DeviceSession, SessionSource
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import NascError
+from nasc.events import Progress, ProgressEvent, ignore_progress
 from nasc.search.data import count_classes
 from nasc.search.space import SearchSpace, build_block
 from nasc.signature import BlockSignature
@@ -33,8 +34,8 @@ from nasc.signature import BlockSignature
 from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
 from .config import Config
 
-# ("todo", None, count) once, then ("compiled" | "measured" | "retry", block, detail)
-EventFn = Callable[[str, BlockSignature | None, Any], None]
+LUT_STAGE = "lut"  # progress: measured blocks of the ones missing (a bar), retries (notes)
+COMPILE_STAGE = "lut-compile"  # progress: libraries built so far (no bar: builds and timings overlap on a farm)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def build_table(
     source: SessionSource | None = None,
     sessions: int | None = None,
     compile_jobs: int | None = None,
-    on_event: EventFn | None = None,
+    progress: Progress = ignore_progress,
 ) -> LutBuildReport:
     """Measure every block of `blocks` missing from `table` for `device`; returns what was done.
 
@@ -93,15 +94,14 @@ def build_table(
     start = time.monotonic()
     unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
     todo = table.missing(unique, device)
-    emit = on_event or (lambda *_: None)
-    emit("todo", None, len(todo))
+    progress(ProgressEvent(LUT_STAGE, 0, len(todo), label=device.name))
     own_source = source is None
     src = source if source is not None else SessionSource(device, cache_dir, settings).__enter__()
     try:
         n_sessions = max(1, sessions or src.parallelism())
         n_sessions = min(n_sessions, max(1, len(todo)))
         measured, noisy, retried, servers = _run(
-            device, todo, table, cache_dir, settings, factory, src, n_sessions, compile_jobs, emit
+            device, todo, table, cache_dir, settings, factory, src, n_sessions, compile_jobs, progress
         )
     finally:
         if own_source:
@@ -123,7 +123,7 @@ def _run(
     src: SessionSource,
     n_sessions: int,
     compile_jobs: int | None,
-    emit: EventFn,
+    progress: Progress,
 ) -> tuple[int, list[str], int, set[str]]:
     if not todo:
         return 0, [], 0, set()
@@ -160,8 +160,12 @@ def _run(
                     if m.noisy:
                         noisy.append(block.key())
                 if worker.retried > before:
-                    emit("retry", block, worker.retried - before)
-                emit("measured", block, entry)
+                    progress(ProgressEvent.note(LUT_STAGE, f"retried {block.key()} "
+                                                           f"({worker.retried - before} time(s))"))
+                with lock:
+                    done = measured
+                progress(ProgressEvent(LUT_STAGE, done, len(todo), label=device.name,
+                                       figures={"median_ms": entry.median_ms}))
             except BaseException as exc:
                 with lock:
                     errors.append(exc)
@@ -183,7 +187,7 @@ def _run(
             # A server on this host shares its CPU with the compiler: time nothing until every build is done.
             hold = src.host_shared
             compiled: list[tuple[BlockSignature, Path]] = []
-            for block, fut in futures:
+            for built, (block, fut) in enumerate(futures, start=1):
                 if stop.is_set():
                     break
                 try:
@@ -192,7 +196,7 @@ def _run(
                     raise
                 except Exception as exc:
                     raise compile_error(block, exc) from None
-                emit("compiled", block, lib)
+                progress(ProgressEvent(COMPILE_STAGE, built))
                 if hold:
                     compiled.append((block, lib))
                 else:
@@ -225,11 +229,11 @@ def build_project_table(
     space_config: Config | None = None,
     *,
     sessions: int | None = None,
-    on_event: EventFn | None = None,
+    progress: Progress = ignore_progress,
 ) -> LutBuildReport:
     """`nasc lut build`: fill the cache's table with every block of the space for `device`."""
     blocks = space_blocks(space_config or config)
     cache_dir = config.cache_dir()
     with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
         return build_table(device, blocks, table, cache_dir, config.measure, build_block,
-                           sessions=sessions, on_event=on_event)
+                           sessions=sessions, progress=progress)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
@@ -124,7 +123,7 @@ def measure_command(ctx: click.Context, model: Path, device: str | None, tuned: 
         return
     m = report.measurement
     spec_name = m.device
-    title = f"{model.name} on {spec_name}"
+    title = f"{model} on {spec_name}"
     if m.emulated:
         title += " [bold yellow](EMULATED: not the board's latency)[/]"
     table = Table(title=title, show_header=False, title_justify="left")
@@ -164,19 +163,8 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
     config = get_config(ctx)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
-    columns = (TextColumn("[bold]lut[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(spec.name, total=None)
-
-        def on_event(kind: str, block: object, detail: object) -> None:
-            if kind == "todo":
-                bar.update(task, total=int(detail))  # type: ignore[arg-type]
-            elif kind == "measured":
-                bar.advance(task)
-            elif kind == "retry":
-                console.print(f"[yellow]retried[/] {getattr(block, 'key', lambda: block)()} ({detail} time(s))")
-
-        report = build_project_table(config, spec, space_config, sessions=sessions, on_event=on_event)
+    with EventRenderer(console) as render:
+        report = build_project_table(config, spec, space_config, sessions=sessions, progress=render)
     if as_json:
         print_json(report.to_dict())
         return
@@ -205,12 +193,8 @@ def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: in
     config = get_config(ctx)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
-    columns = (TextColumn("[bold]fit[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("networks", total=archs)
-        report = fit_predictor(config, spec, archs, seed=seed, space_config=space_config,
-                               progress=lambda stage, done, total: bar.update(task, completed=done)
-                               if stage == "networks" else None)
+    with EventRenderer(console) as render:
+        report = fit_predictor(config, spec, archs, seed=seed, space_config=space_config, progress=render)
     if as_json:
         print_json(report.to_dict())
         return

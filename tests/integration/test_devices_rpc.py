@@ -156,7 +156,7 @@ def test_server_fails_during_a_build(tracker: RpcServerProcess, tmp_path: Path, 
         with LatencyTable.in_cache(tmp_path, toolchain_id()) as table, \
                 SessionSource(device, tmp_path, settings) as source:
             report = build_table(device, blocks, table, tmp_path, settings, build_block, source=source, sessions=2,
-                                 on_event=lambda kind, *_: started.set() if kind == "compiled" else None)
+                                 progress=lambda event: started.set() if event.stage == "lut-compile" else None)
             thread.join(5)
             assert killed.is_set(), "the victim server was never seen in a session"
             assert report.measured == len(blocks) and report.retried >= 1
