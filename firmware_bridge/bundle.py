@@ -152,6 +152,10 @@ def verify_bundle(bundle: Path, max_member_bytes: int = 1 << 30) -> VerifyReport
                     problems.append(f"{MANIFEST_NAME}: {info.size} bytes, larger than any real manifest")
                 else:
                     manifest_raw = reader.read()
+            # The tar ends at its end-of-archive blocks; read the gzip stream to its end too, so that a
+            # bundle cut short after them (its CRC and size trailer gone) is not taken as whole.
+            while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+                pass
         except DAMAGE as exc:
             raise BundleCorrupt(f"{bundle}: the tar.gz stream is damaged ({exc}); copy the bundle again") from None
     if manifest_raw is None:

@@ -189,5 +189,5 @@ def test_measure_on_the_emulated_profile_is_labelled_emulated(rootfs: Path, cros
     assert report.measurement.emulated is True
     assert report.to_dict()["measurement"]["emulated"] is True
     assert json.loads(Path(report.json_path).read_text())["measurement"]["emulated"] is True
-    assert report.parity["checked"] and report.parity["passed"], report.parity
-    assert report.parity["max_abs_err"] < 1e-4 and "EMULATED" in report.parity["where"], report.parity
+    assert report.parity.checked and report.parity.passed, report.parity
+    assert report.parity.max_abs_err < 1e-4 and "EMULATED" in report.parity.where, report.parity

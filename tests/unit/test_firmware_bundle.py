@@ -179,6 +179,14 @@ def test_verify_rejects_damaged_gzip_and_non_bundles(bundle: Path, tmp_path: Pat
         verify_bundle(tmp_path / "missing.tar.gz")
 
 
+def test_verify_rejects_a_bundle_cut_after_its_last_member(bundle: Path, tmp_path: Path) -> None:
+    # Every member is whole; only the gzip trailer (CRC and size) and the tar's end blocks are gone.
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(bundle.read_bytes()[:-8])
+    with pytest.raises(BundleCorrupt, match="damaged"):
+        verify_bundle(cut)
+
+
 def _manifest_dict(bundle: Path) -> dict:
     return json.loads(_members(bundle)["manifest.json"])
 
