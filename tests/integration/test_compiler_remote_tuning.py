@@ -35,7 +35,7 @@ from nasc.compiler.tuning_budget import BUDGET_FILE
 from nasc.devices.endpoint import Endpoint, device_endpoint
 from nasc.devices.registry import resolve_device
 from nasc.devices.server import free_port
-from nasc.devices.spec import Connection
+from nasc.devices.spec import Connection, DeviceSpec
 from nasc.errors import CompileError, DeviceUnreachable
 
 AARCH64 = 0xB7  # ELF e_machine
@@ -113,14 +113,18 @@ def test_tuning_summary_round_trips_with_where_it_was_measured() -> None:
 # -- refusals ------------------------------------------------------------------------------------------------
 
 
+def _tune_one_trial(device: DeviceSpec, tmp_path: Path) -> None:
+    """Tune the tiny module for `device` at one trial, its endpoint found by devices/ as the pipeline does."""
+    tune_on_device(_tiny_relax_module(), tvm_target(device), device, functools.partial(device_endpoint, device, tmp_path),
+                   tmp_path / "db", CompileSettings(trials=1))
+
+
 def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None:
     port = free_port()
     device = dataclasses.replace(resolve_device("rpi4"), name="board",
                                  connection=Connection(kind="rpc", host="127.0.0.1", port=port))
-    target = tvm_target(device)
     with pytest.raises(DeviceUnreachable) as info:
-        tune_on_device(_tiny_relax_module(), target, device, functools.partial(device_endpoint, device, tmp_path),
-                       tmp_path / "db", CompileSettings(trials=1))
+        _tune_one_trial(device, tmp_path)
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "board" in message and "tvm.exec.rpc_server" in message
     assert not (tmp_path / "db" / BUDGET_FILE).exists()
@@ -129,8 +133,7 @@ def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> N
 def test_a_cross_device_with_no_way_to_run_code_is_refused(tmp_path: Path) -> None:
     device = dataclasses.replace(resolve_device("rpi4"), name="pi-offline", connection=Connection(kind="local"))
     with pytest.raises(CompileError, match=r"pi-offline.*tracker://HOST:PORT/KEY.*--trials 0"):
-        tune_on_device(_tiny_relax_module(), tvm_target(device), device,
-                       functools.partial(device_endpoint, device, tmp_path), tmp_path / "db", CompileSettings(trials=1))
+        _tune_one_trial(device, tmp_path)
 
 
 def test_session_openers_pick_the_endpoint_kind_and_pickle() -> None:
@@ -148,10 +151,8 @@ def test_tracker_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None
     port = free_port()
     device = dataclasses.replace(resolve_device("rpi4"),
                                  connection=Connection(kind="tracker", host="127.0.0.1", port=port, key="rpi4"))
-    target = tvm_target(device)
     with pytest.raises(DeviceUnreachable) as info:
-        tune_on_device(_tiny_relax_module(), target, device, functools.partial(device_endpoint, device, tmp_path),
-                       tmp_path / "db", CompileSettings(trials=1))
+        _tune_one_trial(device, tmp_path)
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "rpc_tracker" in message and "rpi4" in message
     assert not (tmp_path / "db" / BUDGET_FILE).exists()
