@@ -116,7 +116,8 @@ def test_tuning_summary_round_trips_with_where_it_was_measured() -> None:
 def _tune_one_trial(device: DeviceSpec, tmp_path: Path) -> None:
     """Tune the tiny module for `device` at one trial, its endpoint found by devices/ as the pipeline does."""
     endpoint = functools.partial(device_endpoint, device, tmp_path)
-    tune_on_device(_tiny_relax_module(), tvm_target(device), device, endpoint, tmp_path / "db", CompileSettings(trials=1))
+    tune_on_device(_tiny_relax_module(), tvm_target(device), device, endpoint, tmp_path / "db",
+                   CompileSettings(trials=1))
 
 
 def test_rpc_server_that_is_not_there_names_address_and_fix(tmp_path: Path) -> None:
