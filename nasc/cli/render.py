@@ -12,6 +12,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from nasc.events import ProgressEvent
 
@@ -35,12 +36,9 @@ class EventRenderer:
         self.close()
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.message:
-            line = f"[bold cyan]{event.stage:>7}[/] {event.message}"
-            if self._progress is not None:
-                self._progress.console.print(line, highlight=False)
-            else:
-                self.console.print(line, highlight=False)
+        if event.message:  # the message is text, never markup: paths and keys may hold brackets
+            line = Text.assemble((f"{event.stage:>7}", "bold cyan"), " ", event.message)
+            (self._progress.console if self._progress is not None else self.console).print(line, highlight=False)
         if event.total is None:
             return
         key = (event.stage, event.label)
