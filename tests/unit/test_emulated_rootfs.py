@@ -225,7 +225,8 @@ def test_mounts_under_sees_real_mounts_only() -> None:
 
 
 def test_sigterm_during_a_build_stops_debootstrap_and_leaves_nothing(tmp_path: Path) -> None:
-    """serve_emulated in a child process, SIGTERM while (a slow fake) debootstrap runs: all cleaned up."""
+    """serve_emulated in a child process, SIGTERM while (a slow fake) debootstrap runs: all cleaned up, and
+    the progress stream says so."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pid_file = tmp_path / "debootstrap.pid"
@@ -245,7 +246,10 @@ def test_sigterm_during_a_build_stops_debootstrap_and_leaves_nothing(tmp_path: P
         "from nasc.devices.emulated import rootfs, server\n"
         "from nasc.devices.emulated.hostcheck import BinfmtHandler\n"
         "rootfs.check_host = lambda arch, action: BinfmtHandler('qemu-x', Path('/nope'), 'PF')\n"
-        f"server.serve_emulated('rpi4', Path({str(cache)!r}))\n"
+        "def show(event):\n"
+        "    if event.message:\n"
+        "        print(event.message, flush=True)\n"
+        f"server.serve_emulated('rpi4', Path({str(cache)!r}), progress=show)\n"
     )
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            mirror.MIRROR_ENV: "http://mirror.invalid/debian"}
