@@ -50,7 +50,6 @@ class _Run:
         self.settings = settings
         self.out_dir = out_dir
         self.progress = progress
-        self.predictor = predictor
         data = load_data(data_settings, settings.space, settings.seed, base_dir)
         space = SearchSpace(settings.space, data.num_classes)
         costs = LatencyCosts.from_predictor(space, predictor)
@@ -174,7 +173,7 @@ class _Run:
         assert self.net is not None and self.state.arch_ops is not None
         ctx = self.ctx
         arch = ArchSpec(ctx.space, self.state.arch_ops)
-        predicted = predicted_ms(arch, self.predictor)
+        predicted = predicted_ms(arch, ctx.predictor)
         budget = self.settings.latency_ms
         result = SearchResult(
             arch=arch,
