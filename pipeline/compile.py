@@ -132,6 +132,7 @@ def compile_onnx(
                     parity = check_parity(
                         run, onnxruntime_runner(staging / ONNX_NAME, inputs), inputs, outputs,
                         samples=settings.verify_samples, atol=settings.atol, rtol=settings.rtol,
+                        noise_factor=settings.noise_factor, scale_rtol=settings.scale_rtol,
                         seed=settings.seed, where=where,
                     )
             except DeviceUnreachable as exc:

@@ -107,6 +107,7 @@ def measure_on_session(
         lambda xs: run_vm(vm, xs, session.dev), onnxruntime_runner(onnx_path, inputs_spec), inputs_spec,
         outputs_spec, samples=compile_settings.verify_samples, atol=compile_settings.atol,
         rtol=compile_settings.rtol, seed=compile_settings.seed, where=where,
+        noise_factor=compile_settings.noise_factor, scale_rtol=compile_settings.scale_rtol,
     )
     measurement = measure_vm(
         vm, session.dev, random_inputs(inputs_spec, compile_settings.seed), settings,

@@ -8,6 +8,8 @@ APT_PACKAGES=(
   g++-aarch64-linux-gnu   # cross compiler for aarch64 devices (Raspberry Pi 4, Jetson)
   qemu-user-static binfmt-support debootstrap  # the emulated Raspberry Pi
   lrzsz socat             # YMODEM peer and pseudo-terminal pairs for the serial tests
+  dataset-fashion-mnist   # Fashion-MNIST idx files (--data fashion-mnist)
+  chromium chromium-driver  # the report's headless-browser test (selenium)
   file ca-certificates
 )
 missing=()

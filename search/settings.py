@@ -141,16 +141,32 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """[data]: where training data comes from and how it is split."""
+    """[data]: where training data comes from and how it is split.
 
-    source: str = "digits"  # "digits", an image-folder tree (one folder per class) or an .npz with x, y
+    ``source``: "digits" (scikit-learn's, shipped), "fashion-mnist" (the idx files of Debian's
+    dataset-fashion-mnist in /usr/share/datasets/fashion-mnist, or of the folder $NASC_FASHION_MNIST_DIR),
+    an image-folder tree (one folder per class) or an .npz with arrays x and y.
+    ``valid_fraction`` and ``test_fraction`` split the images by a seeded permutation. Fashion-MNIST keeps its
+    official split: its 10,000 test images are the test split (``test_fraction`` does not apply) and
+    ``valid_fraction`` of its 60,000 training images are the valid split.
+    ``max_train``: keep at most this many training images (0: all), a subset drawn by the seed with each class
+    kept in proportion (at least one image each), to make a search on a large source affordable; the valid
+    and test splits are left whole, and the normalisation statistics come from the kept images.
+    """
+
+    source: str = "digits"  # "digits", "fashion-mnist", an image-folder tree or an .npz with x, y
     valid_fraction: float = 0.2  # architecture steps use this split
-    test_fraction: float = 0.2  # final accuracy is reported on this split
+    test_fraction: float = 0.2  # final accuracy is reported on this split (not for fashion-mnist: its own)
+    max_train: int = 0  # at most this many training images, class-stratified by the seed (0: all)
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise ValueError("source is empty; use 'digits', a folder of class folders or an .npz file")
+            raise ValueError(
+                "source is empty; use 'digits', 'fashion-mnist', a folder of class folders or an .npz file"
+            )
         if not (0 < self.valid_fraction < 1 and 0 < self.test_fraction < 1):
             raise ValueError("valid_fraction and test_fraction must be between 0 and 1")
         if self.valid_fraction + self.test_fraction >= 0.9:
             raise ValueError("valid_fraction + test_fraction must leave at least 10% for training")
+        if self.max_train < 0:
+            raise ValueError(f"max_train must be >= 0 (0 keeps every training image), got {self.max_train}")

@@ -33,6 +33,7 @@ VERB_MODULES = (
     "nasc.cli.devices",
     "nasc.cli.firmware",
     "nasc.cli.search",
+    "nasc.cli.search_and_compile",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -10,6 +11,9 @@ from rich.table import Table
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
 from nasc.cli.render import EventRenderer
 from nasc.pipeline.compile import compile_onnx
+
+if TYPE_CHECKING:
+    from nasc.compiler.verify import ParityReport
 
 
 @main.command("compile")
@@ -56,9 +60,18 @@ def compile_command(ctx: click.Context, model: Path, device: str | None, trials:
         table.add_row("tuning", "none (--trials 0)")
     parity = artifact.parity
     if parity.checked:
-        table.add_row("parity", f"max abs err {parity.max_abs_err:.3g}, max rel err {parity.max_rel_err:.3g} "
-                      f"vs onnxruntime on {parity.where} ({parity.samples} inputs)")
+        table.add_row("parity", f"{_parity_figures(parity)} vs onnxruntime on {parity.where} "
+                      f"({parity.samples} inputs)")
     else:
         table.add_row("parity", f"NOT CHECKED: {parity.where}")
     table.add_row("time", f"{artifact.compile_seconds:.1f} s")
     out.print(table)
+
+
+def _parity_figures(parity: ParityReport) -> str:
+    """Errors, then what they were held to: onnxruntime's own noise and the tolerance (older records lack them)."""
+    text = f"max abs err {parity.max_abs_err:.3g}, max rel err {parity.max_rel_err:.3g}"
+    if parity.output_scale is not None and parity.tolerance_abs is not None:
+        text += (f" ({parity.max_err_rel_scale or 0:.2g} of scale {parity.output_scale:.3g}); "
+                 f"noise {parity.reference_noise or 0:.3g}, tolerance {parity.tolerance_abs:.3g}")
+    return text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,7 +19,13 @@ from rich.text import Text
 from nasc.events import ProgressEvent
 
 # The figure worth showing beside a stage's bar, by name.
-SHOWN_FIGURES = {"best_estimate_ms": "best est. {:.3f} ms"}
+SHOWN_FIGURES = {
+    "best_estimate_ms": "best est. {:.3f} ms",
+    "train_loss": "loss {:.3f}",
+    "valid_accuracy": "valid acc {:.3f}",
+    "expected_ms": "exp. {:.3f} ms",
+    "median_ms": "median {:.3f} ms",
+}
 
 
 class EventRenderer:
@@ -28,6 +36,7 @@ class EventRenderer:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._key: tuple[str, str] | None = None
+        self._last_figures: dict[str, Mapping[str, float]] = {}  # a stage's latest figures, shown beside its bar
 
     def __enter__(self) -> EventRenderer:
         return self
@@ -36,6 +45,8 @@ class EventRenderer:
         self.close()
 
     def __call__(self, event: ProgressEvent) -> None:
+        if event.figures:
+            self._last_figures[event.stage] = event.figures
         if event.message:  # the message is text, never markup: paths and keys may hold brackets
             line = Text.assemble((f"{event.stage:>7}", "bold cyan"), " ", event.message)
             (self._progress.console if self._progress is not None else self.console).print(line, highlight=False)
@@ -45,7 +56,8 @@ class EventRenderer:
         if key != self._key:
             self._open(event)
         assert self._progress is not None and self._task is not None
-        shown = " ".join(SHOWN_FIGURES[k].format(v) for k, v in event.figures.items() if k in SHOWN_FIGURES)
+        figures = event.figures or self._last_figures.get(event.stage, {})
+        shown = " ".join(SHOWN_FIGURES[k].format(v) for k, v in figures.items() if k in SHOWN_FIGURES)
         self._progress.update(self._task, completed=event.step, total=event.total, figures=shown)
 
     def _open(self, event: ProgressEvent) -> None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from nasc.events import ProgressEvent
 
 from ..context import SearchContext
-from ..objective import expected_latency_ms, latency_loss, rl_reward
+from ..objective import expected_latency_ms, latency_loss, predicted_ms, rl_reward
 from ..space import ArchSpec, Network
 from ..supernet import Supernet, inherit_weights
 from ..training import accuracy, batches, cosine, cycle, set_lr, weight_step
@@ -121,6 +121,8 @@ class Proxyless:
             ctx.progress(ProgressEvent(stage, i + 1, len(train), label=label))
         derived = self.supernet.derive()
         self.supernet.choose(derived)
+        # The epoch's candidate (the argmax path): its ops, the predictor's latency for it and its validation
+        # accuracy with the supernet's running statistics. None of these draws from a generator.
         return {
             "stage": stage,
             "epoch": stage_epoch,
@@ -130,7 +132,10 @@ class Proxyless:
             "arch_loss": round(sum(arch_losses) / len(arch_losses), 6) if arch_losses else None,
             "expected_ms": round(float(self.expected_ms().detach()), 6),
             "derived": str(derived),
+            "derived_ops": list(derived.ops),
             "derived_ms": round(ctx.costs.arch_ms(ctx.space, derived.ops), 6),
+            "derived_predicted_ms": round(predicted_ms(derived, ctx.predictor), 6),
+            "derived_valid_accuracy": round(accuracy(self.supernet, ctx.data.valid), 6),
             "probabilities": self.supernet.probabilities(),
         }
 
