@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
-    cache = args.out / "cache"
+    cache = (args.out / "cache").resolve()  # absolute: each run starts in its own folder
     results = {}
     for label in ("cold", "warm"):
         folder = args.out / label

@@ -122,8 +122,8 @@ class PipelineRequest:
 
 
 def default_out_dir(config: Config, device: DeviceSpec) -> Path:
-    """[project].output_dir/<project name>-<device>."""
-    return config.output_dir() / f"{config.project.name}-{device.name}"
+    """[project].output_dir/run-<device>."""
+    return config.output_dir() / f"run-{device.name}"
 
 
 def _versions() -> dict[str, str]:

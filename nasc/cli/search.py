@@ -17,7 +17,7 @@ from nasc.pipeline.search import search_on_device
 from nasc.search.strategies import MODULES
 
 
-def _strategy_settings(values: tuple[str, ...]) -> dict[str, Any]:
+def strategy_settings(values: tuple[str, ...]) -> dict[str, Any]:
     """--set KEY=VALUE pairs (VALUE read as a TOML value, plain words as strings)."""
     changes: dict[str, Any] = {}
     for item in values:
@@ -55,7 +55,7 @@ def search_command(ctx: click.Context, device_name: str | None, strategy: str | 
     model.pt and search.json."""
     config = get_config(ctx).with_section("search", strategy=strategy, latency_ms=latency_ms,
                                           final_epochs=final_epochs, seed=seed)
-    config = config.with_section(f"search.{config.search.strategy}", **_strategy_settings(strategy_values))
+    config = config.with_section(f"search.{config.search.strategy}", **strategy_settings(strategy_values))
     device = config.device(device_name)
     started = time.monotonic()
     with EventRenderer(console) as render:

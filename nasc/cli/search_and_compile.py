@@ -10,7 +10,7 @@ from rich.table import Table
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
 from nasc.cli.render import EventRenderer
-from nasc.cli.search import _strategy_settings
+from nasc.cli.search import strategy_settings
 from nasc.pipeline.config import load_config
 from nasc.pipeline.measure import compile_settings_for
 from nasc.pipeline.search_and_compile import PipelineRequest, PipelineSummary, default_out_dir, search_and_compile
@@ -71,7 +71,7 @@ def summary_table(s: PipelineSummary) -> Table:
 @click.option("--set", "strategy_values", multiple=True, metavar="KEY=VALUE",
               help="A setting of the strategy's own table, e.g. --set epochs=6; repeatable.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: [project].output_dir/<project name>-<device>).")
+              help="Output folder (default: [project].output_dir/run-<device>).")
 @click.option("--resume", is_flag=True,
               help="Reuse the stages of an earlier run in the output folder whose inputs are unchanged.")
 @click.option("--flash", "flash_port", default=None, metavar="PORT",
@@ -93,7 +93,7 @@ def search_and_compile_command(ctx: click.Context, device_name: str | None, late
     """
     config = load_config(config_path) if config_path else get_config(ctx)
     config = config.with_section("search", strategy=strategy, latency_ms=latency_ms, final_epochs=epochs, seed=seed)
-    config = config.with_section(f"search.{config.search.strategy}", **_strategy_settings(strategy_values))
+    config = config.with_section(f"search.{config.search.strategy}", **strategy_settings(strategy_values))
     config = config.with_section("data", source=data_source)
     compile_settings = (compile_settings_for(config.compile, tuned=True) if trials is None
                         else dataclasses.replace(config.compile, trials=trials))
