@@ -126,6 +126,12 @@ def default_out_dir(config: Config, device: DeviceSpec) -> Path:
     return config.output_dir() / f"run-{device.name}"
 
 
+def bundle_name(project: str, device: str) -> str:
+    """<project>-<device>.tar.gz, the device named once ("digits-local" on local: digits-local.tar.gz)."""
+    stem = project if project.endswith(f"-{device}") else f"{project}-{device}"
+    return f"{stem}.tar.gz"
+
+
 def _versions() -> dict[str, str]:
     return {"nasc": __version__, "torch": torch.__version__, "toolchain": toolchain_id()}
 
@@ -316,7 +322,7 @@ class _Run:
                           lambda: [folder / "measure.json"])
 
     def package(self) -> tuple[Path, str]:
-        bundle = self.out / "bundle" / f"{self.config.project.name}-{self.device.name}.tar.gz"
+        bundle = self.out / "bundle" / bundle_name(self.config.project.name, self.device.name)
 
         def run(_: bool) -> tuple[tuple[Path, str], dict[str, Any]]:
             bundle.parent.mkdir(parents=True, exist_ok=True)

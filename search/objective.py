@@ -67,7 +67,8 @@ def expected_latency_ms(probs: Sequence[torch.Tensor], costs: Sequence[torch.Ten
 
 def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, budget_ms: float | None,
                  settings: ProxylessSettings) -> torch.Tensor:
-    """CE with the latency term: ``mul`` CE*(log LAT/log T)^beta, ``add`` CE + lambda*LAT/T.
+    """CE with the latency term: ``mul`` CE*(log LAT/log T)^beta, ``add`` CE + lambda*LAT/T,
+    ``hinge`` CE + lambda*max(0, LAT/T - 1) (no pull under the budget: the search may spend all of it).
 
     The log form is taken in microseconds so both logarithms are positive for every budget the
     settings accept (> 0.001 ms); in milliseconds a sub-millisecond budget would flip the sign.
@@ -79,16 +80,21 @@ def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, budget_ms: float |
     if settings.latency_loss == "mul":
         lat_us = (expected_ms * 1000.0).clamp_min(1.0 + 1e-6)
         return ce * (torch.log(lat_us) / math.log(budget * 1000.0)) ** settings.beta
+    if settings.latency_loss == "hinge":
+        return ce + settings.latency_lambda * torch.relu(expected_ms / budget - 1.0)
     return ce + settings.latency_lambda * expected_ms / budget
 
 
 def rl_reward(accuracy: float, latency_ms: float, budget_ms: float | None, settings: ProxylessSettings) -> float:
-    """REINFORCE reward: ``mul`` acc*(T/LAT)^beta (the paper's form), ``add`` acc - lambda*LAT/T."""
+    """REINFORCE reward: ``mul`` acc*(T/LAT)^beta (the paper's form), ``add`` acc - lambda*LAT/T,
+    ``hinge`` acc - lambda*max(0, LAT/T - 1)."""
     budget = budget_ms
     if budget is None:
         return accuracy
     if settings.latency_loss == "mul":
         return accuracy * (budget / max(latency_ms, 1e-9)) ** settings.beta
+    if settings.latency_loss == "hinge":
+        return accuracy - settings.latency_lambda * max(0.0, latency_ms / budget - 1.0)
     return accuracy - settings.latency_lambda * latency_ms / budget
 
 

@@ -77,8 +77,10 @@ class ProxylessSettings:
 
     arch_algo: Literal["grad", "rl"] = "grad"
     # "add": CE + latency_lambda*LAT/T (default: its pull does not fade as CE falls, which on small tasks such as
-    # digits leaves the paper's "mul" form, CE*(log LAT/log T)^beta, with almost no pull toward the budget)
-    latency_loss: Literal["mul", "add"] = "add"
+    # digits leaves the paper's "mul" form, CE*(log LAT/log T)^beta, with almost no pull toward the budget);
+    # "hinge": CE + latency_lambda*max(0, LAT/T - 1), no pull under the budget (the additive form keeps pulling
+    # below it, to networks well under what the user allowed)
+    latency_loss: Literal["mul", "add", "hinge"] = "add"
     beta: float = 0.6  # exponent of the multiplicative form (and RL reward trade-off)
     latency_lambda: float = 1.0  # weight of the additive form, LAT in units of the budget
     warmup_epochs: int = 4  # weight-only epochs before architecture updates

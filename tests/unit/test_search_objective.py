@@ -72,6 +72,20 @@ def test_loss_grows_with_latency_and_with_cross_entropy(form: str, budget_ms: fl
     assert float(latency_loss(ce, lat, None, ProxylessSettings())) == 1.5  # no budget: CE alone
 
 
+def test_hinge_pulls_only_above_the_budget() -> None:
+    settings = ProxylessSettings(latency_loss="hinge", latency_lambda=2.0)
+    ce = torch.tensor(1.5)
+    under, over = torch.tensor(0.8, requires_grad=True), torch.tensor(1.25, requires_grad=True)
+    assert float(latency_loss(ce, under, 1.0, settings)) == 1.5
+    latency_loss(ce, under, 1.0, settings).backward()
+    assert float(under.grad) == 0.0
+    loss = latency_loss(ce, over, 1.0, settings)
+    loss.backward()
+    assert float(loss) == pytest.approx(1.5 + 2.0 * 0.25) and float(over.grad) == pytest.approx(2.0)
+    assert rl_reward(0.9, 0.5, 1.0, settings) == rl_reward(0.9, 1.0, 1.0, settings) == 0.9
+    assert rl_reward(0.9, 1.5, 1.0, settings) == pytest.approx(0.9 - 2.0 * 0.5)
+
+
 def test_rl_reward_prefers_faster_networks_at_equal_accuracy() -> None:
     for form in ("mul", "add"):
         settings = ProxylessSettings(latency_loss=form)  # type: ignore[arg-type]
