@@ -317,16 +317,22 @@ def _parity_table(inputs: ReportInputs) -> str:
     checks: list[tuple[str, ParityReport]] = [("at compile", inputs.artifact.parity)]
     if inputs.measure is not None:
         checks.append(("on the device (measure)", inputs.measure.parity))
-    head = ("check", "result", "where", "inputs", "max abs err", "max rel err", "atol", "rtol", "worst output")
+    head = ("check", "result", "where", "inputs", "max abs err", "max rel err", "onnxruntime's own noise",
+            "output scale", "tolerance", "worst err / tolerance", "worst output")
     rows = []
     for name, p in checks:
         result = _badge(p.passed, "passed", "FAILED") if p.checked else _badge(None, "", "", "not checked")
         cells = [_e(name), result, _e(p.where), _e(p.samples), _e(_num(p.max_abs_err)), _e(_num(p.max_rel_err)),
-                 _e(_num(p.atol)), _e(_num(p.rtol)), _e(p.worst_output or "—")]
+                 _e(_num(p.reference_noise)), _e(_num(p.output_scale)), _e(_num(p.tolerance_abs)),
+                 _e(_num(p.worst_err_over_tol)), _e(p.worst_output or "—")]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    rule = ('<p class="sub">An element passes within max(atol, noise_factor × onnxruntime\'s own noise (optimised '
+            "against unoptimised graph), scale_rtol × the output's largest magnitude, rtol × |value|); "
+            f"here atol {_e(_num(checks[0][1].atol))}, rtol {_e(_num(checks[0][1].rtol))}, noise_factor "
+            f"{_e(_num(checks[0][1].noise_factor))}, scale_rtol {_e(_num(checks[0][1].scale_rtol))}.</p>")
     note = "" if inputs.measure is not None else _na("no on-device check: the artifact was not measured")
     return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
-            + note)
+            + rule + note)
 
 
 def _where_rows(inputs: ReportInputs) -> list[tuple[str, str]]:

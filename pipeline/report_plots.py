@@ -132,7 +132,7 @@ def plot_candidates(search: SearchRecord, measure: MeasureReport | None) -> Figu
     ax.set_ylabel("validation accuracy" + (" (eval mode)" if eval_mode else ""))
     low, high = ax.get_ylim()
     pad = 0.08 * (high - low)
-    ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    ax.set_ylim(max(0.0, low - pad), min(1.03, high + pad))  # markers at 1.0 stay whole
     ax.grid(True, alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     return fig
