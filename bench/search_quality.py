@@ -1,8 +1,8 @@
 """Quality: the searched network vs a MobileNetV2-style baseline (every layer k3_e6, width scaled to
 the same latency) on the project's data, over several seeds, at matched *measured* latency.
 
-    .venv/bin/python bench/search_quality.py --device local --latency-ms 0.06 [--seeds 0 1 2]
-        [--widths 0.5 0.625 0.75 1.0] [--config build.toml] [--out bench-out/search-quality]
+    .venv/bin/python bench/search_quality.py --device local --latency-ms 0.8 [--seeds 0 1 2]
+        [--widths 0.5 0.625 0.75 0.875 1.0] [--config bench/configs/fashion-mnist.toml] [--out bench-out/search-quality]
 
 Steps: build the device's latency table for the search space and for each baseline width
 (nasc.devices, real TVM RPC measurements; cached), search once per seed with that table's
