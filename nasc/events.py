@@ -43,6 +43,10 @@ class ProgressEvent:
 
 Progress = Callable[[ProgressEvent], None]
 
+# The stage name of a multi-stage run's own events: step k of n stages, label = the stage now running.
+# A renderer keeps its bar beside the running stage's bar instead of replacing one with the other.
+RUN_STAGE = "pipeline"
+
 
 def ignore_progress(event: ProgressEvent) -> None:
     """The default consumer: drops every event."""

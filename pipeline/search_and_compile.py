@@ -29,7 +29,7 @@ from nasc.compiler.toolchain import toolchain_id
 from nasc.devices.rpc import open_session
 from nasc.devices.spec import DeviceSpec
 from nasc.errors import ConfigError, DeviceUnreachable
-from nasc.events import Progress, ProgressEvent, ignore_progress
+from nasc.events import RUN_STAGE, Progress, ProgressEvent, ignore_progress
 from nasc.firmware_bridge.flash import flash
 from nasc.fsutil import ensure_writable_dir, sha256_file, write_json_atomic
 from nasc.search.data import check_source
@@ -49,7 +49,7 @@ from .stages import StageBook, StageRecord, digest, files_digest
 
 T = TypeVar("T")
 
-STAGE = "pipeline"  # progress: "stage k/n NAME" notes between the stages' own events
+STAGE = RUN_STAGE  # progress: a bar over the stages (step k of n, label NAME) and "stage k/n" notes
 STAGES = ("lut", "search", "export", "compile", "measure", "package")
 EVENTS_NAME = "events.jsonl"
 RUN_JSON = "run.json"
@@ -229,6 +229,7 @@ class _Run:
                 self.records[name] = old
                 return value
         self.rerun_from_here = True
+        self.progress(ProgressEvent(STAGE, k - 1, len(STAGES), label=name))
         continue_started = unchanged and old is not None and old.state == "started" and self.request.resume
         self.progress(ProgressEvent.note(STAGE, f"stage {k}/{len(STAGES)} {name}"
                                                 + (" (continuing)" if continue_started else "")))

@@ -1,4 +1,7 @@
-"""Renders the library's progress events with rich on stderr: one live bar per stage, lines for notes."""
+"""Renders the library's progress events with rich on stderr: one live bar per stage, lines for notes.
+
+A multi-stage run (events of stage RUN_STAGE) gets a bar of its own, "stage k/n NAME", kept above the
+running stage's bar."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -16,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from nasc.events import ProgressEvent
+from nasc.events import RUN_STAGE, ProgressEvent
 
 # The figure worth showing beside a stage's bar, by name.
 SHOWN_FIGURES = {
@@ -28,6 +32,13 @@ SHOWN_FIGURES = {
 }
 
 
+class _StageRemaining(TimeRemainingColumn):
+    """Time left of a stage's bar; none for the run's bar (its stages differ too much in length to guess)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.fields.get("whole_run") else super().render(task)
+
+
 class EventRenderer:
     """Call it with each ProgressEvent; use as a context manager so the bar is closed on errors."""
 
@@ -36,6 +47,7 @@ class EventRenderer:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._key: tuple[str, str] | None = None
+        self._run_task: TaskID | None = None
         self._last_figures: dict[str, Mapping[str, float]] = {}  # a stage's latest figures, shown beside its bar
 
     def __enter__(self) -> EventRenderer:
@@ -52,6 +64,9 @@ class EventRenderer:
             (self._progress.console if self._progress is not None else self.console).print(line, highlight=False)
         if event.total is None:
             return
+        if event.stage == RUN_STAGE:
+            self._run_bar(event)
+            return
         key = (event.stage, event.label)
         if key != self._key:
             self._open(event)
@@ -60,14 +75,26 @@ class EventRenderer:
         shown = " ".join(SHOWN_FIGURES[k].format(v) for k, v in figures.items() if k in SHOWN_FIGURES)
         self._progress.update(self._task, completed=event.step, total=event.total, figures=shown)
 
-    def _open(self, event: ProgressEvent) -> None:
+    def _start(self) -> Progress:
         if self._progress is None:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(), _StageRemaining(),
                 console=self.console, transient=True,
             )
             self._progress.start()
+        return self._progress
+
+    def _run_bar(self, event: ProgressEvent) -> None:
+        progress = self._start()
+        description = f"stage {min(event.step + 1, event.total or 1)}/{event.total} {event.label}".strip()
+        if self._run_task is None:
+            self._run_task = progress.add_task(description, total=event.total, figures="", whole_run=True)
+        progress.update(self._run_task, description=description, completed=event.step, total=event.total)
+
+    def _open(self, event: ProgressEvent) -> None:
+        self._start()
+        assert self._progress is not None
         if self._task is not None:
             self._progress.remove_task(self._task)
         description = f"{event.stage} {event.label}".strip()
@@ -80,4 +107,5 @@ class EventRenderer:
             self._progress.stop()
         self._progress = None
         self._task = None
+        self._run_task = None
         self._key = None
