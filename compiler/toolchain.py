@@ -17,6 +17,15 @@ def toolchain_id() -> str:
     return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT}"
 
 
+def table_toolchain(trials: int) -> str:
+    """The toolchain id of latency-table entries: blocks built with default schedules (``trials`` 0) or
+    tuned at ``trials`` per task with MetaSchedule, as the final compile at that budget ships them.
+    Untuned and tuned entries of one block get different keys and both stay in the table."""
+    if trials < 0:
+        raise ValueError(f"trials must be >= 0, got {trials}")
+    return toolchain_id() if trials == 0 else f"{toolchain_id()} tuned={trials}"
+
+
 def tvm_version() -> str:
     """The installed TVM's version."""
     import tvm

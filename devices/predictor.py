@@ -171,14 +171,15 @@ class TablePredictor:
         return self.fit.scale * self.sum_ms(blocks) + self.fit.overhead_ms
 
 
-def load_predictor(cache_dir: Path, device: DeviceSpec, toolchain: str) -> TablePredictor:
+def load_predictor(cache_dir: Path, device: DeviceSpec, toolchain: str, *, with_fit: bool = True) -> TablePredictor:
     """The predictor the search uses: the cache's table for `device` and `toolchain`, plus its saved fit
-    (if `nasc lut fit` ran)."""
+    (if `nasc lut fit` ran and `with_fit`)."""
     with LatencyTable.in_cache(cache_dir, toolchain) as table:
-        predictor = TablePredictor.from_table(table, device, cache_dir)
+        predictor = TablePredictor.from_table(table, device, cache_dir if with_fit else None)
     if len(predictor) == 0:
         raise SearchError(
-            f"the latency table in {Path(cache_dir)} has no entries for {device.name} with this target and TVM; "
+            f"the latency table in {Path(cache_dir)} has no entries for {device.name} with this target and "
+            f"toolchain ({toolchain}); "
             f"run `nasc lut build --device {device.name}` first"
         )
     return predictor

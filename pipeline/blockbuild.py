@@ -66,15 +66,18 @@ def _export(module: Any, input_shape: tuple[int, ...], path: Path) -> None:
     export_onnx(module, input_shape, path)
 
 
-def library_path(onnx_path: Path, device: DeviceSpec) -> Path:
-    """The cached library for `onnx_path` on `device` (content-addressed)."""
+def library_path(onnx_path: Path, device: DeviceSpec, toolchain: str | None = None) -> Path:
+    """The cached library for `onnx_path` on `device` (content-addressed; `toolchain` as the latency table
+    names it, e.g. tuned at N trials per task: default, the untuned toolchain)."""
     h = hashlib.sha256(onnx_path.read_bytes())
-    h.update(json.dumps([device.target_json(), device.host_target, device.cross_compiler, toolchain_id()]).encode())
+    h.update(json.dumps([device.target_json(), device.host_target, device.cross_compiler,
+                         toolchain or toolchain_id()]).encode())
     return onnx_path.parent / f"lib-{h.hexdigest()[:16]}.so"
 
 
-def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) -> str:
-    """Build `onnx_path` for the device into `out_path` (atomic). Runs in a compile worker process."""
+def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str, tuning_dir: str | None = None) -> str:
+    """Build `onnx_path` for the device into `out_path` (atomic), applying the tuning records in
+    `tuning_dir` if given. Runs in a compile worker process."""
     out = Path(out_path)
     if out.is_file():
         return out_path
@@ -83,7 +86,7 @@ def compile_library(onnx_path: str, device_dict: dict[str, Any], out_path: str) 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        build_library(Path(onnx_path), device, tmp)
+        build_library(Path(onnx_path), device, tmp, tuning_dir=Path(tuning_dir) if tuning_dir else None)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -97,9 +100,12 @@ class BlockCompiler:
     crash costs one job (the worker is restarted), and C++ build noise stays out of the terminal.
     """
 
-    def __init__(self, device: DeviceSpec, jobs: int | None = None) -> None:
+    def __init__(self, device: DeviceSpec, jobs: int | None = None, *, tuning_dir: Path | None = None,
+                 toolchain: str | None = None) -> None:
         self.device = device
         self.jobs = max(1, jobs or (os.cpu_count() or 1))
+        self.tuning_dir = tuning_dir  # tuning records to apply (a tuned latency table), keyed by `toolchain`
+        self.toolchain = toolchain
         self._jobs: queue.Queue[tuple[str, str, Future[str]] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._procs: list[subprocess.Popen[str]] = []
@@ -154,7 +160,9 @@ class BlockCompiler:
                 if proc is None or proc.poll() is not None:
                     proc = self._spawn()
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(json.dumps({"onnx": onnx_path, "device": self.device.to_dict(), "out": out}) + "\n")
+                job = {"onnx": onnx_path, "device": self.device.to_dict(), "out": out,
+                       "tuning_dir": str(self.tuning_dir) if self.tuning_dir else None}
+                proc.stdin.write(json.dumps(job) + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
                 if not line:
@@ -172,7 +180,7 @@ class BlockCompiler:
 
     def submit(self, onnx_path: Path) -> Future[str]:
         """Compile in a worker (an already cached library returns at once)."""
-        out = library_path(onnx_path, self.device)
+        out = library_path(onnx_path, self.device, self.toolchain)
         fut: Future[str] = Future()
         if out.is_file():
             fut.set_result(str(out))

@@ -58,8 +58,9 @@ def artifact_runner(device: DeviceSpec, library: Path, cache_dir: Path) -> Itera
         yield (lambda inputs: run_vm(vm, inputs, session.dev)), where
 
 
-def _tune(mod, target, device: DeviceSpec, settings: CompileSettings, database_dir: Path, cache_dir: Path,
-          progress: Progress) -> TuningSummary:
+def tune_for_device(mod, target, device: DeviceSpec, settings: CompileSettings, database_dir: Path,
+                    cache_dir: Path, progress: Progress) -> TuningSummary:
+    """Tune `mod` at settings.trials in the device's database: on this host, or over RPC on the device."""
     if settings.trials == 0:
         return TuningSummary(database_dir=str(database_dir), trials_per_task=0, emulated=device.emulated)
     if not runs_on_host(device):
@@ -115,7 +116,7 @@ def compile_onnx(
             raise _unreachable_hint(device, exc) from None
     database_dir = database_dir_for(cache, target, device)
 
-    tuning = _tune(mod, target, device, settings, database_dir, cache, progress)
+    tuning = tune_for_device(mod, target, device, settings, database_dir, cache, progress)
     progress(ProgressEvent.note("build", f"for {device.name}"))
     executable, applied = compile_module(mod, device, open_database(database_dir))
     tuning = dataclasses.replace(tuning, records_applied=applied)

@@ -24,7 +24,7 @@ def main() -> int:
             continue
         job = json.loads(line)
         try:
-            out = compile_library(job["onnx"], job["device"], job["out"])
+            out = compile_library(job["onnx"], job["device"], job["out"], job.get("tuning_dir"))
             answers.write(json.dumps({"ok": True, "out": out}) + "\n")
         except Exception as exc:
             text = str(exc).strip().splitlines()

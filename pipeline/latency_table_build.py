@@ -8,6 +8,7 @@ stops resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -18,8 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from nasc.compiler.frontend import import_onnx
+from nasc.compiler.onnx_model import load_onnx
 from nasc.compiler.runtime import load_vm
-from nasc.compiler.toolchain import toolchain_id
+from nasc.compiler.settings import CompileSettings
+from nasc.compiler.target import tvm_target
+from nasc.compiler.toolchain import table_toolchain
+from nasc.compiler.tune import database_dir_for
 from nasc.devices.latency_table import LatencyEntry, LatencyKey, LatencyTable
 from nasc.devices.oracle import Measurement, measure_vm
 from nasc.devices.rpc import DeviceSession, SessionSource
@@ -32,10 +38,21 @@ from nasc.search.space import SearchSpace, build_block
 from nasc.signature import BlockSignature
 
 from .blockbuild import BlockCompiler, BlockFactory, block_input, compile_error, export_block
+from .compile import tune_for_device
 from .config import Config
 
-LUT_STAGE = "lut"  # progress: measured blocks of the ones missing (a bar), retries (notes)
+LUT_STAGE = "lut"  # progress: measured blocks of the ones missing (a bar), retries (notes), blocks tuned (notes)
 COMPILE_STAGE = "lut-compile"  # progress: libraries built so far (no bar: builds and timings overlap on a farm)
+
+
+@dataclass(frozen=True)
+class BlockTuning:
+    """Tune each missing block before it is built, so the table holds the blocks as the final compile ships
+    them. The records go to the device's tuning database, where the final compile finds them: a workload
+    shared by several blocks, or by a block and the searched network, is tuned once."""
+
+    settings: CompileSettings  # settings.trials: trials per task
+    database_dir: Path
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,10 @@ class LutBuildReport:
     wall_s: float
     table_path: str
     servers_used: tuple[str, ...] = field(default_factory=tuple)
+    tuned_trials: int = 0  # trials per task the blocks were tuned at (0: default schedules)
+    trials_run: int = 0  # trials this build spent tuning
+    tasks_tuned: int = 0
+    tasks_reused: int = 0  # tasks whose workload an earlier run (or another block) had tuned already
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -83,17 +104,20 @@ def build_table(
     source: SessionSource | None = None,
     sessions: int | None = None,
     compile_jobs: int | None = None,
+    tuning: BlockTuning | None = None,
     progress: Progress = ignore_progress,
 ) -> LutBuildReport:
     """Measure every block of `blocks` missing from `table` for `device`; returns what was done.
 
     `source` may be an already entered SessionSource (tests and benches pass one to control the
     servers); otherwise one is opened for the duration. `sessions` defaults to the device's
-    parallelism (servers under the tracker key; 1 for rpc/local).
+    parallelism (servers under the tracker key; 1 for rpc/local). With `tuning`, each missing block is
+    tuned first (here, one after the other) and built with the device database's records.
     """
     start = time.monotonic()
     unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
     todo = table.missing(unique, device)
+    tally = _tune_blocks(device, todo, factory, cache_dir, tuning, progress) if tuning is not None else {}
     progress(ProgressEvent(LUT_STAGE, 0, len(todo), label=device.name))
     own_source = source is None
     src = source if source is not None else SessionSource(device, cache_dir, settings).__enter__()
@@ -101,7 +125,8 @@ def build_table(
         n_sessions = max(1, sessions or src.parallelism())
         n_sessions = min(n_sessions, max(1, len(todo)))
         measured, noisy, retried, servers = _run(
-            device, todo, table, cache_dir, settings, factory, src, n_sessions, compile_jobs, progress
+            device, todo, table, cache_dir, settings, factory, src, n_sessions, compile_jobs, progress,
+            tuning.database_dir if tuning is not None else None,
         )
     finally:
         if own_source:
@@ -110,7 +135,28 @@ def build_table(
         device=device.name, emulated=device.emulated, blocks=len(unique), already_present=len(unique) - len(todo),
         measured=measured, noisy=tuple(noisy), sessions=n_sessions, retried=retried,
         wall_s=time.monotonic() - start, table_path=str(table.path), servers_used=tuple(sorted(servers)),
+        tuned_trials=tuning.settings.trials if tuning is not None else 0, **tally,
     )
+
+
+def _tune_blocks(device: DeviceSpec, todo: Sequence[BlockSignature], factory: BlockFactory, cache_dir: Path,
+                 tuning: BlockTuning, progress: Progress) -> dict[str, int]:
+    """Tune every block of `todo` into the device's database; returns trials_run, tasks_tuned, tasks_reused."""
+    target = tvm_target(device)
+    tally = {"trials_run": 0, "tasks_tuned": 0, "tasks_reused": 0}
+    for index, block in enumerate(todo, start=1):
+        progress(ProgressEvent.note(LUT_STAGE, f"tuning block {index}/{len(todo)} {block.key()} "
+                                               f"({tuning.settings.trials} trials per task)"))
+        onnx_path = export_block(block, factory, cache_dir)
+        mod = import_onnx(load_onnx(onnx_path), str(onnx_path))
+        try:
+            summary = tune_for_device(mod, target, device, tuning.settings, tuning.database_dir, cache_dir, progress)
+        except NascError as exc:
+            raise compile_error(block, exc) from None
+        tally["trials_run"] += summary.trials_run
+        tally["tasks_tuned"] += summary.tasks_tuned
+        tally["tasks_reused"] += summary.tasks_reused
+    return tally
 
 
 def _run(
@@ -124,6 +170,7 @@ def _run(
     n_sessions: int,
     compile_jobs: int | None,
     progress: Progress,
+    tuning_dir: Path | None = None,
 ) -> tuple[int, list[str], int, set[str]]:
     if not todo:
         return 0, [], 0, set()
@@ -177,7 +224,7 @@ def _run(
     for t in threads:
         t.start()
     try:
-        with BlockCompiler(device, compile_jobs) as compiler:
+        with BlockCompiler(device, compile_jobs, tuning_dir=tuning_dir, toolchain=table.toolchain) as compiler:
             futures = []
             for block in todo:
                 if stop.is_set():
@@ -231,9 +278,15 @@ def build_project_table(
     sessions: int | None = None,
     progress: Progress = ignore_progress,
 ) -> LutBuildReport:
-    """`nasc lut build`: fill the cache's table with every block of the space for `device`."""
+    """`nasc lut build`: fill the cache's table with every block of the space for `device`, untuned or
+    tuned at [search] table_trials per task."""
     blocks = space_blocks(space_config or config)
     cache_dir = config.cache_dir()
-    with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
+    trials = config.search.table_trials
+    tuning = None
+    if trials > 0:
+        tuning = BlockTuning(dataclasses.replace(config.compile, trials=trials),
+                             database_dir_for(cache_dir, tvm_target(device), device))
+    with LatencyTable.in_cache(cache_dir, table_toolchain(trials)) as table:
         return build_table(device, blocks, table, cache_dir, config.measure, build_block,
-                           sessions=sessions, progress=progress)
+                           sessions=sessions, tuning=tuning, progress=progress)

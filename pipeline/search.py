@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasc.compiler.toolchain import toolchain_id
+from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.predictor import TablePredictor, load_predictor
 from nasc.devices.spec import DeviceSpec
 from nasc.events import Progress, ignore_progress
@@ -16,8 +16,11 @@ from .config import Config
 
 
 def device_predictor(config: Config, device: DeviceSpec) -> TablePredictor:
-    """The measured LatencyPredictor for `device`: the cache's latency table (+ fitted line), this toolchain."""
-    return load_predictor(config.cache_dir(), device, toolchain_id())
+    """The measured LatencyPredictor for `device`: the cache's latency table for this toolchain, untuned or
+    tuned at [search] table_trials (+ the fitted line, which `nasc lut fit` measures on untuned networks:
+    a tuned table is used without it)."""
+    trials = config.search.table_trials
+    return load_predictor(config.cache_dir(), device, table_toolchain(trials), with_fit=trials == 0)
 
 
 def search_on_device(config: Config, device: DeviceSpec, out_dir: Path | None = None, *,

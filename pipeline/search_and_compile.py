@@ -263,7 +263,8 @@ class _Run:
             return None, report.to_dict()
 
         inputs = {"device": device.to_dict(), "space": to_plain(config.search.space),
-                  "data": _source_fingerprint(config), "measure": to_plain(config.measure)}
+                  "data": _source_fingerprint(config), "measure": to_plain(config.measure),
+                  "table_trials": config.search.table_trials}
         # The table lives in the cache; its entries for this space are copied out so a changed entry
         # (a rebuilt cache) changes this stage's output hash and so reruns the search.
         self.stage("lut", inputs, run, lambda: None, lambda: [table_state])

@@ -125,6 +125,9 @@ class SearchSettings:
     weight_lr: float = 0.05  # SGD, cosine decay
     weight_decay: float = 4e-5
     final_epochs: int = 20  # training of the derived network
+    # The latency table the search reads: its blocks built with default schedules (0) or tuned with MetaSchedule
+    # at this many trials per task in the device's tuning database, which the final compile then reuses.
+    table_trials: int = 0
     space: SpaceSettings = field(default_factory=SpaceSettings)
     proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
 
@@ -135,6 +138,8 @@ class SearchSettings:
             raise ValueError(f"latency_ms must be > 0.001 (ms), got {self.latency_ms}")
         if self.final_epochs < 0:
             raise ValueError("final_epochs must be >= 0")
+        if self.table_trials < 0:
+            raise ValueError("table_trials must be >= 0")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2")
         if self.weight_lr <= 0:

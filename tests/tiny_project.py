@@ -15,13 +15,14 @@ stages = [{channels = 8, depth = 2, stride = 1}, {channels = 16, depth = 1, stri
 
 
 def tiny_project(*, latency_ms: float = 0.05, seed: int = 0, warmup_epochs: int = 1, epochs: int = 2,
-                 final_epochs: int = 8, final_init: str = "scratch", extra: str = "") -> str:
+                 final_epochs: int = 8, final_init: str = "scratch", table_trials: int = 0, extra: str = "") -> str:
     """build.toml text of the tiny project (`extra` is appended: more tables such as [measure])."""
     return f"""
 [search]
 latency_ms = {latency_ms}
 seed = {seed}
 final_epochs = {final_epochs}
+table_trials = {table_trials}
 [search.proxyless]
 warmup_epochs = {warmup_epochs}
 epochs = {epochs}

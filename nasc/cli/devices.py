@@ -154,13 +154,19 @@ def lut_group() -> None:
               help="Project file whose [search.space] and [data] define the blocks (default: --config's).")
 @click.option("--sessions", type=click.IntRange(min=1), default=None,
               help="Parallel sessions (default: servers under the tracker key; 1 otherwise).")
+@click.option("--trials", type=click.IntRange(min=0), default=None,
+              help="Tune each block with MetaSchedule at this many trials per task before timing it, in the "
+                   "device's tuning database that the final compile reuses (default: [search] table_trials; "
+                   "0: default schedules). Tuned and untuned entries are kept apart.")
 @json_option
 @click.pass_context
 @handles_errors
 def lut_build_command(ctx: click.Context, device: str | None, space_path: Path | None, sessions: int | None,
-                      as_json: bool) -> None:
+                      trials: int | None, as_json: bool) -> None:
     """Measure every block of the search space on the device (resumes where a previous build stopped)."""
     config = get_config(ctx)
+    if trials is not None:
+        config = config.with_section("search", table_trials=trials)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
     with EventRenderer(console) as render:
@@ -172,6 +178,9 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
     out.print(f"{spec.name}{label}: {report.blocks} blocks, {report.already_present} already in the table, "
               f"{report.measured} measured with {report.sessions} session(s) in {report.wall_s:.1f} s "
               f"({report.retried} retried); table {report.table_path}")
+    if report.tuned_trials:
+        out.print(f"tuned at {report.tuned_trials} trials per task: {report.trials_run} trials spent, "
+                  f"{report.tasks_tuned} tasks tuned, {report.tasks_reused} already tuned")
     if report.noisy:
         console.print(f"[bold yellow]warning[/]: {len(report.noisy)} block(s) stayed NOISY and are flagged in the "
                       "table (`nasc lut show` marks them); rebuild them on a quieter device to clear the flag.")

@@ -118,3 +118,20 @@ def test_not_a_database(tmp_path) -> None:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(InputError, match=r"latency\.sqlite"):
         LatencyTable(bad, TOOLCHAIN)
+
+
+def test_tuned_and_untuned_entries_of_a_block_get_their_own_keys_and_both_stay(tmp_path) -> None:
+    from nasc.compiler.toolchain import table_toolchain, toolchain_id
+
+    assert table_toolchain(0) == toolchain_id() and table_toolchain(8) != table_toolchain(16) != toolchain_id()
+    with pytest.raises(ValueError, match="trials"):
+        table_toolchain(-1)
+    device = resolve_device("local")
+    with LatencyTable.in_cache(tmp_path, table_toolchain(0)) as untuned, \
+            LatencyTable.in_cache(tmp_path, table_toolchain(8)) as tuned:
+        untuned.put(LatencyKey.for_block(BLOCK, device, untuned.toolchain), _m(3.0))
+        assert tuned.missing([BLOCK], device) == [BLOCK]  # an untuned entry never stands in for a tuned one
+        tuned.put(LatencyKey.for_block(BLOCK, device, tuned.toolchain), _m(1.0))
+        assert untuned.count() == 2
+        assert [e.median_ms for e in untuned.entries(device, current_tvm_only=True)] == [3.0]
+        assert [e.median_ms for e in tuned.entries(device, current_tvm_only=True)] == [1.0]

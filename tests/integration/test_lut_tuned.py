@@ -1,0 +1,57 @@
+"""A tuned latency table (`nasc lut build --trials N`): blocks tuned in the device's tuning database and
+timed as they ship; the final compile of the searched network then finds its workloads tuned. The control
+run, with an untuned table in a fresh cache, spends trials: the assertion can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tiny_project import tiny_project
+
+from nasc.compiler.toolchain import table_toolchain
+from nasc.devices.latency_table import LatencyTable
+from nasc.devices.registry import resolve_device
+
+NASC = [str(Path(sys.executable).parent / "nasc")]
+MEASURE = "[measure]\nwarmup = 1\nnumber = 3\nrepeat = 5\n"
+TRIALS = 2
+
+
+def _nasc(folder: Path, cache: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run([*NASC, *args, "--json"], cwd=folder, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "COLUMNS": "200", "NASC_CACHE_DIR": str(cache)})
+    assert done.returncode == 0, f"nasc {' '.join(args)}: exit {done.returncode}\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout)
+
+
+def _project(folder: Path, table_trials: int) -> Path:
+    folder.mkdir()
+    (folder / "build.toml").write_text(tiny_project(final_epochs=2, table_trials=table_trials, extra=MEASURE))
+    return folder
+
+
+def test_tuned_table_then_the_final_compile_spends_no_new_trials(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    tuned = _project(tmp_path / "tuned", TRIALS)
+    report = _nasc(tuned, cache, "lut", "build", "--device", "local", "--trials", str(TRIALS))
+    assert report["tuned_trials"] == TRIALS and report["measured"] == report["blocks"] > 0
+    assert report["trials_run"] > 0 and report["tasks_tuned"] > 0
+    untuned = _nasc(tuned, cache, "lut", "build", "--device", "local", "--trials", "0")
+    assert untuned["measured"] == report["blocks"]  # the tuned entries did not stand in for untuned ones
+    with LatencyTable.in_cache(cache, table_toolchain(0)) as table:
+        device = resolve_device("local")
+        assert table.count() == 2 * report["blocks"]  # both kinds of entry stay
+        assert len(table.entries(device, current_tvm_only=True)) == report["blocks"]
+
+    summary = _nasc(tuned, cache, "search-and-compile", "--device", "local", "--trials", str(TRIALS), "-o", "run")
+    assert summary["trials_spent"] == 0 and summary["tasks_tuned"] == 0 and summary["tasks_reused"] > 0
+
+    control = _project(tmp_path / "control", 0)
+    cold = _nasc(control, tmp_path / "cold-cache", "search-and-compile", "--device", "local", "--trials",
+                 str(TRIALS), "-o", "run")
+    assert cold["trials_spent"] > 0 and cold["tasks_tuned"] > 0
