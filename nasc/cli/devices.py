@@ -10,7 +10,7 @@ from rich.table import Table
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
 from nasc.cli.render import EventRenderer
-from nasc.compiler.toolchain import toolchain_id
+from nasc.compiler.toolchain import table_toolchain, toolchain_id
 from nasc.devices.emulated.server import serve_emulated
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.oracle import WARMUP_MIN_MS
@@ -217,14 +217,17 @@ def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: in
 
 @lut_group.command("show")
 @click.option("--device", "-d", default=None, help="Only this device's current entries.")
+@click.option("--trials", type=click.IntRange(min=0), default=None,
+              help="With --device: the entries tuned at this many trials per task (default: [search] "
+                   "table_trials; 0: untuned).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @handles_errors
-def lut_show_command(ctx: click.Context, device: str | None, as_json: bool) -> None:
+def lut_show_command(ctx: click.Context, device: str | None, trials: int | None, as_json: bool) -> None:
     """Print the latency table (all devices, or one device's entries for its current target and TVM)."""
     config = get_config(ctx)
     spec = config.device(device) if device else None
-    current = toolchain_id()
+    current = table_toolchain(config.search.table_trials if trials is None else trials)
     with LatencyTable.in_cache(config.cache_dir(), current) as table:
         entries = table.entries(spec, current_tvm_only=spec is not None)
         path = table.path
@@ -242,7 +245,9 @@ def lut_show_command(ctx: click.Context, device: str | None, as_json: bool) -> N
             flags.append("[yellow]NOISY[/]")
         if m.emulated:
             flags.append("[yellow]EMULATED[/]")
-        if e.key.tvm_version != current:
+        if e.key.tvm_version.startswith(f"{toolchain_id()} tuned="):
+            flags.append(f"TUNED ({e.key.tvm_version.rsplit('tuned=', 1)[1]} trials per task)")
+        elif e.key.tvm_version != toolchain_id():
             flags.append(f"[dim]tvm {e.key.tvm_version} (stale)[/]")
         view.add_row(e.key.block, m.device, f"{m.median_ms:.4f}", f"{m.p90_ms:.4f}", f"{m.cv:.1%}",
                      f"{m.robust_cv:.1%}", " ".join(flags))
