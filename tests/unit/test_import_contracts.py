@@ -21,7 +21,8 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
 def _copy(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     for room in ROOMS:
-        shutil.copytree(REPO / room, root / room, ignore=shutil.ignore_patterns("__pycache__"))
+        # symlinks=True: nasc/'s links to the rooms stay links, to the copied (and edited) rooms
+        shutil.copytree(REPO / room, root / room, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     return root
 
