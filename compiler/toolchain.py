@@ -26,6 +26,16 @@ def table_toolchain(trials: int) -> str:
     return toolchain_id() if trials == 0 else f"{toolchain_id()} tuned={trials}"
 
 
+def table_trials_of(toolchain: str) -> int | None:
+    """Inverse of :func:`table_toolchain` for this toolchain: the trials per task (0: untuned), or None for
+    an entry of another toolchain (stale)."""
+    current = toolchain_id()
+    if toolchain == current:
+        return 0
+    prefix = f"{current} tuned="
+    return int(toolchain.removeprefix(prefix)) if toolchain.startswith(prefix) else None
+
+
 def tvm_version() -> str:
     """The installed TVM's version."""
     import tvm

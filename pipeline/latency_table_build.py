@@ -31,7 +31,7 @@ from nasc.devices.oracle import Measurement, measure_vm
 from nasc.devices.rpc import DeviceSession, SessionSource
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import DeviceSpec
-from nasc.errors import NascError
+from nasc.errors import CompileError, NascError
 from nasc.events import Progress, ProgressEvent, ignore_progress
 from nasc.search.data import count_classes
 from nasc.search.space import SearchSpace, build_block
@@ -151,7 +151,7 @@ def _tune_blocks(device: DeviceSpec, todo: Sequence[BlockSignature], factory: Bl
         mod = import_onnx(load_onnx(onnx_path), str(onnx_path))
         try:
             summary = tune_for_device(mod, target, device, tuning.settings, tuning.database_dir, cache_dir, progress)
-        except NascError as exc:
+        except CompileError as exc:  # others (an unreachable device) keep their own kind and exit code
             raise compile_error(block, exc) from None
         tally["trials_run"] += summary.trials_run
         tally["tasks_tuned"] += summary.tasks_tuned

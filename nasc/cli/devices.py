@@ -10,7 +10,7 @@ from rich.table import Table
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
 from nasc.cli.render import EventRenderer
-from nasc.compiler.toolchain import table_toolchain, toolchain_id
+from nasc.compiler.toolchain import table_toolchain, table_trials_of
 from nasc.devices.emulated.server import serve_emulated
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.oracle import WARMUP_MIN_MS
@@ -245,10 +245,11 @@ def lut_show_command(ctx: click.Context, device: str | None, trials: int | None,
             flags.append("[yellow]NOISY[/]")
         if m.emulated:
             flags.append("[yellow]EMULATED[/]")
-        if e.key.tvm_version.startswith(f"{toolchain_id()} tuned="):
-            flags.append(f"TUNED ({e.key.tvm_version.rsplit('tuned=', 1)[1]} trials per task)")
-        elif e.key.tvm_version != toolchain_id():
+        tuned_at = table_trials_of(e.key.tvm_version)
+        if tuned_at is None:
             flags.append(f"[dim]tvm {e.key.tvm_version} (stale)[/]")
+        elif tuned_at:
+            flags.append(f"TUNED ({tuned_at} trials per task)")
         view.add_row(e.key.block, m.device, f"{m.median_ms:.4f}", f"{m.p90_ms:.4f}", f"{m.cv:.1%}",
                      f"{m.robust_cv:.1%}", " ".join(flags))
     out.print(view)

@@ -93,12 +93,11 @@ class EventRenderer:
         progress.update(self._run_task, description=description, completed=event.step, total=event.total)
 
     def _open(self, event: ProgressEvent) -> None:
-        self._start()
-        assert self._progress is not None
+        progress = self._start()
         if self._task is not None:
-            self._progress.remove_task(self._task)
+            progress.remove_task(self._task)
         description = f"{event.stage} {event.label}".strip()
-        self._task = self._progress.add_task(description, total=event.total, figures="")
+        self._task = progress.add_task(description, total=event.total, figures="")
         self._key = (event.stage, event.label)
 
     def close(self) -> None:

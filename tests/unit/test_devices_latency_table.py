@@ -135,3 +135,10 @@ def test_tuned_and_untuned_entries_of_a_block_get_their_own_keys_and_both_stay(t
         assert untuned.count() == 2
         assert [e.median_ms for e in untuned.entries(device, current_tvm_only=True)] == [3.0]
         assert [e.median_ms for e in tuned.entries(device, current_tvm_only=True)] == [1.0]
+
+
+def test_table_trials_of_reads_back_what_table_toolchain_wrote() -> None:
+    from nasc.compiler.toolchain import table_toolchain, table_trials_of
+
+    assert [table_trials_of(table_toolchain(n)) for n in (0, 8, 32)] == [0, 8, 32]
+    assert table_trials_of("0.0.1-old vm=compiled") is None
