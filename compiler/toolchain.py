@@ -17,23 +17,26 @@ def toolchain_id() -> str:
     return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT}"
 
 
-def table_toolchain(trials: int) -> str:
+def table_toolchain(trials: int, threads: int = 0) -> str:
     """The toolchain id of latency-table entries: blocks built with default schedules (``trials`` 0) or
-    tuned at ``trials`` per task with MetaSchedule, as the final compile at that budget ships them.
-    Untuned and tuned entries of one block get different keys and both stay in the table."""
-    if trials < 0:
-        raise ValueError(f"trials must be >= 0, got {trials}")
-    return toolchain_id() if trials == 0 else f"{toolchain_id()} tuned={trials}"
+    tuned at ``trials`` per task with MetaSchedule, as the final compile at that budget ships them, timed
+    with ``threads`` runtime threads on the device (0: as its server was started). Entries that differ in
+    either get different keys and all stay in the table."""
+    if trials < 0 or threads < 0:
+        raise ValueError(f"trials and threads must be >= 0, got {trials} and {threads}")
+    return toolchain_id() + (f" tuned={trials}" if trials else "") + (f" threads={threads}" if threads else "")
 
 
-def table_trials_of(toolchain: str) -> int | None:
-    """Inverse of :func:`table_toolchain` for this toolchain: the trials per task (0: untuned), or None for
-    an entry of another toolchain (stale)."""
+def table_trials_of(toolchain: str) -> tuple[int, int] | None:
+    """Inverse of :func:`table_toolchain` for this toolchain: (trials per task, threads), 0 for untuned and
+    for the server's own thread setting; None for an entry of another toolchain (stale)."""
     current = toolchain_id()
-    if toolchain == current:
-        return 0
-    prefix = f"{current} tuned="
-    return int(toolchain.removeprefix(prefix)) if toolchain.startswith(prefix) else None
+    if toolchain != current and not toolchain.startswith(current + " "):
+        return None
+    fields = dict(part.split("=", 1) for part in toolchain.removeprefix(current).split())
+    if set(fields) - {"tuned", "threads"} or not all(v.isdigit() for v in fields.values()):
+        return None
+    return int(fields.get("tuned", 0)), int(fields.get("threads", 0))
 
 
 def tvm_version() -> str:

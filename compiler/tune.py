@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,11 +152,14 @@ def measured_on_host(device: DeviceSpec | None) -> bool:
 
 
 def database_key(target: Any, device: DeviceSpec | None = None) -> dict[str, Any]:
-    """What a tuning database is keyed by: target and TVM version, and for a device measured over RPC
-    also its fingerprint and `emulated` flag (records timed under emulation never mix with a board's)."""
+    """What a tuning database is keyed by: target and TVM version, the runtime threads candidates are
+    timed with, and for a device measured over RPC also its fingerprint and `emulated` flag (records timed
+    under emulation never mix with a board's)."""
     import tvm
 
     key: dict[str, Any] = {"target": target_dict(target), "tvm": tvm.__version__}
+    if device is not None and device.threads and device.threads != (os.cpu_count() or 1):
+        key["threads"] = device.threads  # the host's own database is timed with every core
     if not measured_on_host(device):
         assert device is not None
         key["measured_on"] = {"device": device.fingerprint(), "emulated": device.emulated}
@@ -301,22 +304,26 @@ class Measurement:
 
 
 @contextmanager
-def host_measurement() -> Iterator[Measurement]:
-    """Candidates timed on this host's CPU (MetaSchedule's LocalRunner)."""
+def host_measurement(threads: int = 0) -> Iterator[Measurement]:
+    """Candidates timed on this host's CPU (MetaSchedule's LocalRunner) with `threads` runtime threads, the
+    number the device runs networks with (0: the user's TVM_NUM_THREADS, else every core)."""
     from tvm.s_tir import meta_schedule as ms
 
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=HOST_MIN_REPEAT_MS)
-    # Candidates are timed with every core: with TVM_NUM_THREADS unset, TVM's pool can run one thread
-    # (seen on a 2-core x86 host), so tuning would pick schedules for one thread, slower when the
-    # library runs with all of them. A user's own setting wins.
+    # With TVM_NUM_THREADS unset, TVM's pool can run one thread (seen on a 2-core x86 host), so tuning would
+    # pick schedules for one thread, slower when the library runs with all of them.
     saved = os.environ.get("TVM_NUM_THREADS")
-    if saved is None:
+    if threads > 0:
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+    elif saved is None:
         os.environ["TVM_NUM_THREADS"] = str(os.cpu_count() or 1)
     try:
         yield Measurement(ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S, evaluator_config=evaluator))
     finally:
         if saved is None:
             os.environ.pop("TVM_NUM_THREADS", None)
+        else:
+            os.environ["TVM_NUM_THREADS"] = saved
 
 
 def tune_module(
@@ -332,6 +339,9 @@ def tune_module(
 ) -> TuningSummary:
     """Tune the tasks of `mod` (already lowered by build.lower_for_tuning) at `trials_per_task`.
 
+    `mod` may be a list of modules (a latency table's blocks): they are tuned as one run, each distinct
+    workload once, so one builder pool, one runner and one search serve them all.
+
     Tasks whose workload a run at this budget or a bigger one has tuned get no trials. The others
     share `trials_per_task` times their number, less what earlier runs spent on them, in rounds of at
     most `trials_per_iteration` candidates handed out by task_scheduler.PhasedScheduler.
@@ -341,7 +351,6 @@ def tune_module(
     :func:`host_measurement`; remote_tuning times them on a device over RPC).
     """
     from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
 
     from .pooled_builder import PooledLocalBuilder
     from .task_scheduler import PhasedScheduler
@@ -349,7 +358,7 @@ def tune_module(
 
     started = time.perf_counter()
     _quiet_meta_schedule()
-    extracted = [t for t in extract_tasks(mod, target) if not t.mod.attrs.get("tirx.is_scheduled", False)]
+    extracted = distinct_tasks(mod if isinstance(mod, (list, tuple)) else [mod], target)
     with exclusive_lock(database_dir / ".lock"):
         _remove_stale_runs(database_dir)
         budget = TuningBudget.load(database_dir)
@@ -459,6 +468,34 @@ def tune_module(
         measured_on=where,
         emulated=emulated,
     )
+
+
+def distinct_tasks(mods: Sequence[Any], target: Any) -> list[Any]:
+    """The tuning tasks of `mods` (each lowered for tuning), a workload shared by several modules once.
+
+    A shared task's weight is the sum of its weights (how often it runs across the modules), so the
+    scheduler's gradient rule sees what it weighs in all of them. Names are made unique: MetaSchedule
+    keeps one log per task name.
+    """
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    by_hash: dict[str, list[Any]] = {}
+    for mod in mods:
+        for task in extract_tasks(mod, target):
+            if not task.mod.attrs.get("tirx.is_scheduled", False):
+                by_hash.setdefault(_workload_hash(task.dispatched[0]), []).append(task)
+    if len(mods) == 1:
+        return [task for group in by_hash.values() for task in group]
+    names: dict[str, int] = {}
+    merged = []
+    for group in by_hash.values():
+        first = group[0]
+        count = names[first.task_name] = names.get(first.task_name, 0) + 1
+        name = first.task_name if count == 1 else f"{first.task_name}_{count}"
+        merged.append(ms.ExtractedTask(name, first.mod, first.target, list(first.dispatched),
+                                       sum(int(t.weight) for t in group)))
+    return merged
 
 
 def tune_contexts(tasks: list[Any], work_dir: Path, seed: int, population: int) -> tuple[list[Any], list[float]]:

@@ -7,6 +7,7 @@ the VM's per-call cost are what the sum misses). Its error is reported from held
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -99,19 +100,21 @@ def cross_validated_fit(
     return fit, [float(v) for v in held]
 
 
-def fit_path(cache_dir: Path, device: DeviceSpec) -> Path:
-    """Where the fitted line of `device` is kept."""
-    return Path(cache_dir) / "predictor" / f"{device.name}-{device.fingerprint()}.json"
+def fit_path(cache_dir: Path, device: DeviceSpec, toolchain: str) -> Path:
+    """Where the fitted line of `device` for the table entries of `toolchain` (untuned or tuned, threads) is
+    kept: a line fitted on untuned networks never corrects a tuned table."""
+    digest = hashlib.sha256(toolchain.encode()).hexdigest()[:10]
+    return Path(cache_dir) / "predictor" / f"{device.name}-{device.fingerprint()}-{digest}.json"
 
 
-def save_fit(cache_dir: Path, device: DeviceSpec, fit: PredictorFit) -> Path:
+def save_fit(cache_dir: Path, device: DeviceSpec, toolchain: str, fit: PredictorFit) -> Path:
     """Store the fit atomically."""
-    return write_json_atomic(fit_path(cache_dir, device), fit.to_dict())
+    return write_json_atomic(fit_path(cache_dir, device, toolchain), fit.to_dict())
 
 
-def load_fit(cache_dir: Path, device: DeviceSpec) -> PredictorFit | None:
-    """The stored fit for `device` (None when there is none)."""
-    path = fit_path(cache_dir, device)
+def load_fit(cache_dir: Path, device: DeviceSpec, toolchain: str) -> PredictorFit | None:
+    """The stored fit for `device` and `toolchain` (None when there is none)."""
+    path = fit_path(cache_dir, device, toolchain)
     if not path.is_file():
         return None
     try:
@@ -140,7 +143,7 @@ class TablePredictor:
             ms[entry.key.block] = entry.median_ms
             if entry.measurement.noisy:
                 noisy.add(entry.key.block)
-        fit = load_fit(cache_dir, device) if cache_dir is not None else None
+        fit = load_fit(cache_dir, device, table.toolchain) if cache_dir is not None else None
         return cls(device, ms, fit, frozenset(noisy))
 
     def with_fit(self, fit: PredictorFit) -> TablePredictor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ def _local() -> DeviceSpec:
         target=host_target(),
         connection=Connection(kind="local"),
         description="this machine's CPU, through a TVM RPC server nasc starts on 127.0.0.1",
+        # Every CPU, as the target's num-cores says and tuning times candidates; TVM's own default takes half
+        # of them on x86 (it assumes hyper-threads), which would time the table with another pool.
+        threads=os.cpu_count() or 1,
     )
 
 
@@ -92,6 +96,7 @@ class DeviceOverride:
     cross_compiler: str | None = None
     emulated: bool | None = None
     description: str | None = None
+    threads: int | None = None
 
 
 def known_device_names(overrides: Mapping[str, DeviceOverride] | None = None) -> list[str]:
@@ -130,7 +135,7 @@ def resolve_device(
     if override is None:
         return spec
     changes: dict[str, Any] = {}
-    for fld in ("target", "host_target", "gpu_target", "cross_compiler", "emulated", "description"):
+    for fld in ("target", "host_target", "gpu_target", "cross_compiler", "emulated", "description", "threads"):
         value = getattr(override, fld)
         if value is not None:
             changes[fld] = value

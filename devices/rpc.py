@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from nasc.errors import DeviceUnreachable, NascError
+from nasc.errors import DeviceUnreachable, MeasurementError, NascError
 
 from .emulated.server import START_TIMEOUT_S, emulated_server
 from .server import RpcServerProcess, check_bind_host, exit_on_sigterm, free_port, stock_server_command
@@ -58,6 +58,22 @@ class DeviceSession:
             self.remote.upload(str(path), target=name)
             self._loaded[name] = self.remote.load_module(name)
         return self._loaded[name]
+
+    def runtime_threads(self) -> int:
+        """The TVM runtime threads the device's server runs networks with."""
+        return int(self.remote.get_function("runtime.NumThreads")())
+
+    def check_threads(self) -> int:
+        """The server's runtime threads; a MeasurementError when the device names another number (its
+        timings would not be the ones the latency table and tuning are keyed by)."""
+        threads = self.runtime_threads()
+        wanted = self.device.threads
+        if wanted and threads != wanted:
+            raise MeasurementError(
+                f"the server at {self.address} runs {threads} runtime thread(s) but device '{self.device.name}' "
+                f"sets threads = {wanted}; start the server with TVM_NUM_THREADS={wanted}, or set "
+                f"[devices.{self.device.name}] threads = {threads} (0: take the server's setting)")
+        return threads
 
     def close(self) -> None:
         """Drop the session (the server frees itself for the next client)."""
@@ -153,8 +169,10 @@ class SessionSource:
     def _start_server(self) -> RpcServerProcess:
         port = free_port(self.bind_host)
         if self.device.connection.kind == "local":
+            threads = self.device.threads
             proc = RpcServerProcess(stock_server_command(self.bind_host, port, port + 10), self.bind_host, port,
-                                    name="local RPC server")
+                                    name="local RPC server",
+                                    env={**os.environ, "TVM_NUM_THREADS": str(threads)} if threads else None)
             timeout_s = 60.0
         else:
             board = str(self.device.extra.get("board", "rpi4"))

@@ -100,6 +100,14 @@ class DeviceSpec:
     emulated: bool = False
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # TVM runtime threads the device runs networks with (TVM_NUM_THREADS of its server); 0: as the server was
+    # started. Servers nasc starts get it; a latency table keys its entries by it; tuning times candidates with it.
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ConfigError(f"device '{self.name}': threads must be >= 0 (0: the server's own setting), "
+                              f"got {self.threads}")
 
     def target_json(self) -> str:
         """Canonical JSON of the target as configured (tag string or dict)."""
@@ -113,6 +121,7 @@ class DeviceSpec:
                 "target": self.target,
                 "host_target": self.host_target,
                 "emulated": self.emulated,
+                **({"threads": self.threads} if self.threads else {}),
             },
             sort_keys=True,
         )
@@ -135,6 +144,7 @@ class DeviceSpec:
             "emulated": self.emulated,
             "description": self.description,
             "extra": dict(self.extra),
+            "threads": self.threads,
         }
 
     @classmethod
@@ -150,4 +160,5 @@ class DeviceSpec:
             emulated=bool(data.get("emulated", False)),
             description=data.get("description", ""),
             extra=dict(data.get("extra", {})),
+            threads=int(data.get("threads", 0)),
         )

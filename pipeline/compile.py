@@ -15,8 +15,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -30,7 +31,7 @@ from nasc.compiler.runtime import host_runner, load_vm, run_vm
 from nasc.compiler.settings import CompileSettings
 from nasc.compiler.target import library_linker, target_dict, target_triple, tvm_target
 from nasc.compiler.toolchain import tvm_version
-from nasc.compiler.tune import TuningSummary, database_dir_for, open_database, tune_module
+from nasc.compiler.tune import TuningSummary, database_dir_for, host_measurement, open_database, tune_module
 from nasc.compiler.verify import ParityReport, Runner, check_parity, onnxruntime_runner
 from nasc.devices.endpoint import device_endpoint
 from nasc.devices.rpc import open_session
@@ -58,22 +59,25 @@ def artifact_runner(device: DeviceSpec, library: Path, cache_dir: Path) -> Itera
         yield (lambda inputs: run_vm(vm, inputs, session.dev)), where
 
 
-def tune_for_device(mod, target, device: DeviceSpec, settings: CompileSettings, database_dir: Path,
-                    cache_dir: Path, progress: Progress) -> TuningSummary:
-    """Tune `mod` at settings.trials in the device's database: on this host, or over RPC on the device."""
+def tune_for_device(mods: Sequence[Any], target, device: DeviceSpec, settings: CompileSettings,
+                    database_dir: Path, cache_dir: Path, progress: Progress) -> TuningSummary:
+    """Tune `mods` (one network, or a table's blocks as one run) at settings.trials in the device's database:
+    on this host, or over RPC on the device."""
     if settings.trials == 0:
         return TuningSummary(database_dir=str(database_dir), trials_per_task=0, emulated=device.emulated)
+    lowered = [lower_for_tuning(mod, target) for mod in mods]
     if not runs_on_host(device):
         label = " (EMULATED timings)" if device.emulated else ""
         progress(ProgressEvent.note("tune", f"{settings.trials} trials per task on average, measured on "
                                             f"{device.name} over RPC{label}"))
-        return tune_on_device(lower_for_tuning(mod, target), target, device,
+        return tune_on_device(lowered, target, device,
                               functools.partial(device_endpoint, device, cache_dir), database_dir, settings,
                               progress)
     progress(ProgressEvent.note("tune", f"{settings.trials} trials per task on average, spread by run-time weight"))
     return tune_module(
-        lower_for_tuning(mod, target), target, database_dir, settings.trials,
+        lowered, target, database_dir, settings.trials,
         trials_per_iteration=settings.trials_per_iteration, seed=settings.seed, progress=progress,
+        measurement=functools.partial(host_measurement, device.threads),
     )
 
 
@@ -116,7 +120,7 @@ def compile_onnx(
             raise _unreachable_hint(device, exc) from None
     database_dir = database_dir_for(cache, target, device)
 
-    tuning = tune_for_device(mod, target, device, settings, database_dir, cache, progress)
+    tuning = tune_for_device([mod], target, device, settings, database_dir, cache, progress)
     progress(ProgressEvent.note("build", f"for {device.name}"))
     executable, applied = compile_module(mod, device, open_database(database_dir))
     tuning = dataclasses.replace(tuning, records_applied=applied)

@@ -37,6 +37,12 @@ class ProjectSettings:
     device: str = "local"  # the device used when a command names none
 
 
+# Trials per task of a tuned compile when build.toml sets no [compile].trials (search-and-compile, `measure
+# --tuned`). The latency table is tuned at the same budget, over every distinct workload of the space: at 8,
+# the embedded default's whole run stays well under 15 minutes cold on a 2-core host (docs/benchmarks.md).
+DEFAULT_TUNED_TRIALS = 8
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole project file."""
@@ -54,6 +60,14 @@ class Config:
     def device(self, name: str | None = None) -> DeviceSpec:
         """The DeviceSpec for `name` (default: [project].device)."""
         return resolve_device(name or self.project.device, self.devices, self.source)
+
+    def table_trials(self) -> int:
+        """The latency table's tuning budget per task: [search] table_trials, else the trials the final compile
+        of `search-and-compile` tunes at ([compile].trials, or DEFAULT_TUNED_TRIALS where that is 0), so the
+        table holds the blocks as they ship."""
+        if self.search.table_trials is not None:
+            return self.search.table_trials
+        return self.compile.trials or DEFAULT_TUNED_TRIALS
 
     def cache_dir(self) -> Path:
         """Where tuning records, the latency table and emulated root file systems live."""

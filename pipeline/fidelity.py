@@ -1,8 +1,10 @@
 """How well the table predicts whole networks: random architectures, measured end to end, and the fit.
 
-`fit_predictor` samples architectures of the search space, compiles each whole network, times it on
-the device, and fits ``measured = scale * sum(blocks) + overhead``; the error it reports comes from
-k-fold held-out predictions, never from the networks the line was fitted on.
+`fit_predictor` samples architectures of the search space, compiles each whole network as the pipeline
+ships it (untuned, or with a tuned table's records plus the trials the final compile would spend on the
+network's own workloads), times it on the device, and fits ``measured = scale * sum(blocks) + overhead``
+for that table; the error it reports comes from k-fold held-out predictions, never from the networks the
+line was fitted on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nasc.compiler.export import export_onnx
-from nasc.compiler.toolchain import toolchain_id
+from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.oracle import Measurement
 from nasc.devices.predictor import PredictorFit, TablePredictor, cross_validated_fit, error_stats, save_fit
@@ -31,7 +33,7 @@ from nasc.signature import BlockSignature
 
 from .blockbuild import BlockCompiler
 from .config import Config
-from .latency_table_build import build_table, measure_library_on
+from .latency_table_build import BlockTuning, build_table, measure_library_on, table_tuning, tune_onnx_files
 
 FIT_STAGE = "fit"
 
@@ -101,14 +103,21 @@ def measure_networks(
     source: SessionSource,
     *,
     compile_jobs: int | None = None,
+    tuning: BlockTuning | None = None,
+    toolchain: str | None = None,
     progress: Progress = ignore_progress,
 ) -> list[Measurement]:
-    """Compile and time each whole network on `device`, in order."""
+    """Compile and time each whole network on `device`, in order; with `tuning`, the networks' workloads are
+    tuned first (those a tuned table holds already cost nothing) and built with the database's records."""
     paths = [_export_network(a, cache_dir, seed=i) for i, a in enumerate(archs)]
+    if tuning is not None:
+        tune_onnx_files(device, {str(a): p for a, p in zip(archs, paths, strict=True)}, cache_dir, tuning,
+                        progress, what="the sampled networks")
     worker = source.worker()
     results: list[Measurement] = []
     rng = np.random.default_rng(0)
-    with BlockCompiler(device, compile_jobs) as compiler:
+    with BlockCompiler(device, compile_jobs, tuning_dir=tuning.database_dir if tuning else None,
+                       toolchain=toolchain) as compiler:
         futures = [compiler.submit(p) for p in paths]
         if source.host_shared:  # a server on this host: no timing while the compiler runs
             for i, fut in enumerate(futures):
@@ -148,11 +157,15 @@ def fit_predictor(
     count: int = 30,
     *,
     seed: int = 0,
+    trials: int | None = None,
     space_config: Config | None = None,
     source: SessionSource | None = None,
     progress: Progress = ignore_progress,
 ) -> FidelityReport:
-    """Fill the table if needed, measure `count` random networks, fit and save the correction line."""
+    """Fill the table if needed, measure `count` random networks, fit and save the correction line.
+
+    `trials` (default [search] table_trials): the table's tuning budget; the networks are then compiled with
+    its records at that budget, as the final compile ships them, and the line is kept for that table."""
     space_cfg = space_config or config
     space = SearchSpace(space_cfg.search.space,
                         count_classes(space_cfg.data, space_cfg.search.space, space_cfg.base_dir))
@@ -160,17 +173,21 @@ def fit_predictor(
     if len(archs) < 3:
         raise MeasurementError(f"the search space has only {len(archs)} distinct networks; a fit needs 3 or more")
     cache_dir = config.cache_dir()
+    trials = config.table_trials() if trials is None else trials
+    toolchain = table_toolchain(trials, device.threads)
+    tuning = table_tuning(config, device, trials)
     own = source is None
     src = source if source is not None else SessionSource(device, cache_dir, config.measure).__enter__()
     try:
-        with LatencyTable.in_cache(cache_dir, toolchain_id()) as table:
+        with LatencyTable.in_cache(cache_dir, toolchain) as table:
             build_table(device, space.candidate_blocks(), table, cache_dir, config.measure, build_block, source=src,
-                        progress=progress)
+                        tuning=tuning, progress=progress)
             predictor = TablePredictor.from_table(table, device)
-        measured = measure_networks(device, archs, cache_dir, config.measure, src, progress=progress)
+        measured = measure_networks(device, archs, cache_dir, config.measure, src, tuning=tuning,
+                                    toolchain=toolchain, progress=progress)
     finally:
         if own:
             src.close()
     report = evaluate(device, predictor, archs, measured)
-    save_fit(cache_dir, device, report.fit)
+    save_fit(cache_dir, device, toolchain, report.fit)
     return report

@@ -25,7 +25,7 @@ from nasc.compiler.runtime import load_vm
 from nasc.compiler.settings import CompileSettings
 from nasc.compiler.target import tvm_target
 from nasc.compiler.toolchain import table_toolchain
-from nasc.compiler.tune import database_dir_for
+from nasc.compiler.tune import TuningSummary, database_dir_for
 from nasc.devices.latency_table import LatencyEntry, LatencyKey, LatencyTable
 from nasc.devices.oracle import Measurement, measure_vm
 from nasc.devices.rpc import DeviceSession, SessionSource
@@ -90,6 +90,7 @@ def measure_library_on(
         vm, session.dev, inputs, settings,
         what=what, device=session.device.name, emulated=session.device.emulated,
         address=session.address, target=session.device.target_json(),
+        extra={"threads": session.check_threads()},
     )
 
 
@@ -112,7 +113,7 @@ def build_table(
     `source` may be an already entered SessionSource (tests and benches pass one to control the
     servers); otherwise one is opened for the duration. `sessions` defaults to the device's
     parallelism (servers under the tracker key; 1 for rpc/local). With `tuning`, each missing block is
-    tuned first (here, one after the other) and built with the device database's records.
+    tuned first (all of them as one tuning run) and built with the device database's records.
     """
     start = time.monotonic()
     unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
@@ -141,22 +142,33 @@ def build_table(
 
 def _tune_blocks(device: DeviceSpec, todo: Sequence[BlockSignature], factory: BlockFactory, cache_dir: Path,
                  tuning: BlockTuning, progress: Progress) -> dict[str, int]:
-    """Tune every block of `todo` into the device's database; returns trials_run, tasks_tuned, tasks_reused."""
-    target = tvm_target(device)
-    tally = {"trials_run": 0, "tasks_tuned": 0, "tasks_reused": 0}
-    for index, block in enumerate(todo, start=1):
-        progress(ProgressEvent.note(LUT_STAGE, f"tuning block {index}/{len(todo)} {block.key()} "
-                                               f"({tuning.settings.trials} trials per task)"))
-        onnx_path = export_block(block, factory, cache_dir)
-        mod = import_onnx(load_onnx(onnx_path), str(onnx_path))
+    """Tune the blocks of `todo` into the device's database as one run; returns trials_run, tasks_tuned,
+    tasks_reused."""
+    paths = {block.key(): export_block(block, factory, cache_dir) for block in todo}
+    summary = tune_onnx_files(device, paths, cache_dir, tuning, progress, what="the latency table's blocks")
+    return {"trials_run": summary.trials_run, "tasks_tuned": summary.tasks_tuned,
+            "tasks_reused": summary.tasks_reused}
+
+
+def tune_onnx_files(device: DeviceSpec, paths: dict[str, Path], cache_dir: Path, tuning: BlockTuning,
+                    progress: Progress, *, what: str) -> TuningSummary:
+    """Tune the networks of `paths` (name -> ONNX file) into the device's database as one run: each distinct
+    workload once, one builder pool and one runner for all (tune.distinct_tasks)."""
+    if not paths:
+        return TuningSummary(database_dir=str(tuning.database_dir), trials_per_task=tuning.settings.trials)
+    mods = []
+    for name, onnx_path in paths.items():
         try:
-            summary = tune_for_device(mod, target, device, tuning.settings, tuning.database_dir, cache_dir, progress)
-        except CompileError as exc:  # others (an unreachable device) keep their own kind and exit code
-            raise compile_error(block, exc) from None
-        tally["trials_run"] += summary.trials_run
-        tally["tasks_tuned"] += summary.tasks_tuned
-        tally["tasks_reused"] += summary.tasks_reused
-    return tally
+            mods.append(import_onnx(load_onnx(onnx_path), str(onnx_path)))
+        except CompileError as exc:
+            raise CompileError(f"{name}: {exc}") from None
+    progress(ProgressEvent.note(LUT_STAGE, f"tuning {len(paths)} of {what} as one run "
+                                           f"({tuning.settings.trials} trials per distinct task)"))
+    try:
+        return tune_for_device(mods, tvm_target(device), device, tuning.settings, tuning.database_dir,
+                               cache_dir, progress)
+    except CompileError as exc:  # others (an unreachable device) keep their own kind and exit code
+        raise CompileError(f"tuning {len(paths)} of {what} for '{device.name}': {exc}") from None
 
 
 def _run(
@@ -282,11 +294,16 @@ def build_project_table(
     tuned at [search] table_trials per task."""
     blocks = space_blocks(space_config or config)
     cache_dir = config.cache_dir()
-    trials = config.search.table_trials
-    tuning = None
-    if trials > 0:
-        tuning = BlockTuning(dataclasses.replace(config.compile, trials=trials),
-                             database_dir_for(cache_dir, tvm_target(device), device))
-    with LatencyTable.in_cache(cache_dir, table_toolchain(trials)) as table:
+    trials = config.table_trials()
+    with LatencyTable.in_cache(cache_dir, table_toolchain(trials, device.threads)) as table:
         return build_table(device, blocks, table, cache_dir, config.measure, build_block,
-                           sessions=sessions, tuning=tuning, progress=progress)
+                           sessions=sessions, tuning=table_tuning(config, device, trials), progress=progress)
+
+
+def table_tuning(config: Config, device: DeviceSpec, trials: int) -> BlockTuning | None:
+    """How a table at `trials` per task is tuned: [compile]'s settings at that budget, into the device's
+    tuning database (the one the final compile reads); None for an untuned table."""
+    if trials == 0:
+        return None
+    return BlockTuning(dataclasses.replace(config.compile, trials=trials),
+                       database_dir_for(config.cache_dir(), tvm_target(device), device))

@@ -28,9 +28,8 @@ from nasc.fsutil import ensure_writable_dir, write_json_atomic
 from nasc.records import field_of, read_record
 
 from .compile import compile_onnx
-from .config import Config
+from .config import DEFAULT_TUNED_TRIALS, Config
 
-DEFAULT_TUNED_TRIALS = 32  # per task, when --tuned is asked and build.toml sets no [compile].trials
 MEASURE_JSON = "measure.json"
 
 
@@ -113,6 +112,7 @@ def measure_on_session(
         vm, session.dev, random_inputs(inputs_spec, compile_settings.seed), settings,
         what=what, device=session.device.name, emulated=session.device.emulated,
         address=session.address, target=session.device.target_json(),
+        extra={"threads": session.check_threads()},
     )
     return measurement, parity
 

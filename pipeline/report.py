@@ -282,8 +282,10 @@ def _summary_rows(inputs: ReportInputs) -> list[tuple[str, str]]:
         rows.append(("latency budget", _na("no budget was set ([search] latency_ms)")))
     else:
         basis = "measured median" if s.get("measured_ms") is not None else "prediction (not measured)"
-        rows.append(("latency budget", f"{_e(ms_text(budget))} {_badge(s.get('meets_budget'), 'met', 'NOT met')} "
-                                       f"(by the {_e(basis)})"))
+        note = s.get("budget_note")
+        rows.append(("latency budget", f"{_e(ms_text(budget))} of the compiled, tuned artifact on the device "
+                                       f"{_badge(s.get('meets_budget'), 'met', 'NOT met')} (by the {_e(basis)})"
+                                       + (f"<br>picked: {_e(note)}" if note else "")))
     rows.append(("parity vs onnxruntime", _parity_line(artifact.parity, "compile")
                  + ("<br>" + _parity_line(measure.parity, "on device") if measure is not None else "")))
     tuning = artifact.tuning

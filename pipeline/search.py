@@ -17,10 +17,8 @@ from .config import Config
 
 def device_predictor(config: Config, device: DeviceSpec) -> TablePredictor:
     """The measured LatencyPredictor for `device`: the cache's latency table for this toolchain, untuned or
-    tuned at [search] table_trials (+ the fitted line, which `nasc lut fit` measures on untuned networks:
-    a tuned table is used without it)."""
-    trials = config.search.table_trials
-    return load_predictor(config.cache_dir(), device, table_toolchain(trials), with_fit=trials == 0)
+    tuned at [search] table_trials, with the line `nasc lut fit` fitted for that table, if it ran."""
+    return load_predictor(config.cache_dir(), device, table_toolchain(config.table_trials(), device.threads))
 
 
 def search_on_device(config: Config, device: DeviceSpec, out_dir: Path | None = None, *,

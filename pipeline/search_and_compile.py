@@ -87,6 +87,8 @@ class PipelineSummary:
     prediction_error_pct: float  # (predicted - measured) / measured
     budget_ms: float | None
     meets_budget: bool | None  # measured on the device <= budget; None without a budget
+    budget_used: float | None  # measured / budget
+    budget_note: str  # how the architecture was picked for the budget (search/budget_pick.py), or ""
     parity_passed: bool
     parity_max_abs_err: float | None
     parity_where: str
@@ -264,7 +266,7 @@ class _Run:
 
         inputs = {"device": device.to_dict(), "space": to_plain(config.search.space),
                   "data": _source_fingerprint(config), "measure": to_plain(config.measure),
-                  "table_trials": config.search.table_trials}
+                  "table_trials": config.table_trials()}
         # The table lives in the cache; its entries for this space are copied out so a changed entry
         # (a rebuilt cache) changes this stage's output hash and so reruns the search.
         self.stage("lut", inputs, run, lambda: None, lambda: [table_state])
@@ -347,6 +349,8 @@ def _summary(run: _Run, result: SearchResult, artifact: CompiledArtifact, measur
         measured_ms=m.median_ms, measured_spread_ms=(m.min_ms, m.max_ms),
         prediction_error_pct=100.0 * (result.predicted_ms - m.median_ms) / m.median_ms,
         budget_ms=budget, meets_budget=None if budget is None else m.median_ms <= budget,
+        budget_used=None if budget is None else m.median_ms / budget,
+        budget_note=str(result.figures.get("budget_pick", {}).get("message", "")),
         parity_passed=parity.passed, parity_max_abs_err=parity.max_abs_err, parity_where=parity.where,
         parity_detail=parity.to_dict(), trials_spent=artifact.tuning.trials_run,
         tasks_tuned=artifact.tuning.tasks_tuned, tasks_reused=artifact.tuning.tasks_reused,
@@ -365,7 +369,10 @@ def search_and_compile(request: PipelineRequest, progress: Progress = ignore_pro
     """The whole job for `request.device`; returns the summary (also written to DIR/run.json)."""
     started = time.monotonic()
     out = ensure_writable_dir(request.out_dir)
-    request = dataclasses.replace(request, out_dir=out)
+    config = request.config
+    if config.search.table_trials is None:  # the table holds the blocks as this run's final compile ships them
+        config = config.with_section("search", table_trials=config.compile.trials)
+    request = dataclasses.replace(request, out_dir=out, config=config)
     preflight(request, progress)
     if not request.resume and StageBook(out).any_done():
         progress(ProgressEvent.note(STAGE, f"{out} holds an earlier run; every stage runs again "

@@ -22,6 +22,7 @@ from nasc.events import Progress, ProgressEvent, ignore_progress
 from nasc.latency import LatencyPredictor
 from nasc.typed_toml import to_plain
 
+from .budget_pick import pick_within_budget
 from .context import SearchContext
 from .data import count_classes, load_data
 from .objective import LatencyCosts, predicted_ms
@@ -41,6 +42,7 @@ class _State:
     stage: str = "search"  # search -> final -> done
     next_epoch: int = 0
     arch_ops: tuple[str, ...] | None = None
+    budget_pick: dict[str, Any] | None = None  # BudgetPick.to_dict() when the budget chose the architecture
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -83,6 +85,7 @@ class _Run:
                 "next_epoch": st.next_epoch,
                 "arch_ops": list(st.arch_ops) if st.arch_ops else None,
                 "history": json.dumps(st.history),
+                "budget_pick": json.dumps(st.budget_pick),
                 "gen_state": self.ctx.gen.get_state(),
                 "strategy": self.strategy.state_dict(),
                 "final_net": self.net.state_dict() if self.net is not None else None,
@@ -102,6 +105,7 @@ class _Run:
         self.state = _State(
             stage=ckpt["stage"], next_epoch=ckpt["next_epoch"],
             arch_ops=tuple(ckpt["arch_ops"]) if ckpt["arch_ops"] else None, history=json.loads(ckpt["history"]),
+            budget_pick=json.loads(ckpt.get("budget_pick", "null")),
         )
         if ckpt["final_net"] is not None:
             self._make_final(ArchSpec(self.ctx.space, self.state.arch_ops or ()), init=False)
@@ -158,7 +162,7 @@ class _Run:
                 st.next_epoch = epoch + 1
                 self.save()
                 self._write_record(None)
-            arch = self.strategy.derive()
+            arch = self.derive()
             self._make_final(arch, init=True)
             st.stage, st.next_epoch, st.arch_ops = "final", 0, arch.ops
             self.save()
@@ -168,6 +172,22 @@ class _Run:
             self.save()
             self._write_record(None)
         return self.finish()
+
+    def derive(self) -> ArchSpec:
+        """The strategy's architecture, or with [search] derive = "budget" the most probable one that
+        spends the budget (budget_pick.py)."""
+        arch = self.strategy.derive()
+        s, ctx = self.settings, self.ctx
+        if s.derive != "budget" or s.latency_ms is None:
+            return arch
+        layers = ctx.space.layers()
+        pick = pick_within_budget(
+            [layer.ops for layer in layers], self.strategy.layer_scores(), ctx.costs, s.latency_ms,
+            lambda ops: predicted_ms(ArchSpec(ctx.space, ops), ctx.predictor), fill=s.budget_fill,
+        )
+        self.state.budget_pick = pick.to_dict()
+        self.progress(ProgressEvent.note("search", f"derived {' '.join(pick.ops)}: {pick.message()}"))
+        return ArchSpec(ctx.space, pick.ops)
 
     def finish(self) -> SearchResult:
         assert self.net is not None and self.state.arch_ops is not None
@@ -187,7 +207,8 @@ class _Run:
             seed=self.settings.seed,
             out_dir=str(self.out_dir),
             preprocessing=ctx.data.preprocessing(),
-            figures=self.strategy.result_figures(),
+            figures={**self.strategy.result_figures(),
+                     **({"budget_pick": self.state.budget_pick} if self.state.budget_pick else {})},
         )
         atomic_json(arch.to_dict(), self.out_dir / "arch.json")
         atomic_torch_save(self.net.state_dict(), self.out_dir / "model.pt")

@@ -76,11 +76,10 @@ class ProxylessSettings:
     """[search.proxyless]: ProxylessNAS's own settings (binarized paths, latency term, final init)."""
 
     arch_algo: Literal["grad", "rl"] = "grad"
-    # "add": CE + latency_lambda*LAT/T (default: its pull does not fade as CE falls, which on small tasks such as
-    # digits leaves the paper's "mul" form, CE*(log LAT/log T)^beta, with almost no pull toward the budget);
-    # "hinge": CE + latency_lambda*max(0, LAT/T - 1), no pull under the budget (the additive form keeps pulling
-    # below it, to networks well under what the user allowed)
-    latency_loss: Literal["mul", "add", "hinge"] = "add"
+    # "hinge" (default): CE + latency_lambda*max(0, LAT/T - 1), no pull under the budget, so the search may spend
+    # all of it; "add": CE + latency_lambda*LAT/T, whose pull keeps going below the budget (a 1 ms budget gave a
+    # 0.40 ms network); "mul": the paper's CE*(log LAT/log T)^beta, with almost no pull on small tasks (digits).
+    latency_loss: Literal["mul", "add", "hinge"] = "hinge"
     beta: float = 0.6  # exponent of the multiplicative form (and RL reward trade-off)
     latency_lambda: float = 1.0  # weight of the additive form, LAT in units of the budget
     warmup_epochs: int = 4  # weight-only epochs before architecture updates
@@ -127,7 +126,12 @@ class SearchSettings:
     final_epochs: int = 20  # training of the derived network
     # The latency table the search reads: its blocks built with default schedules (0) or tuned with MetaSchedule
     # at this many trials per task in the device's tuning database, which the final compile then reuses.
-    table_trials: int = 0
+    # None: the trials the final compile tunes at (search-and-compile's --trials), so the table is what ships.
+    table_trials: int | None = None
+    # "budget": the most probable architecture whose predicted latency lands in [budget_fill * T, T]
+    # (budget_pick.py); "argmax": the strategy's own pick, wherever it lands.
+    derive: Literal["budget", "argmax"] = "budget"
+    budget_fill: float = 0.9
     space: SpaceSettings = field(default_factory=SpaceSettings)
     proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
 
@@ -138,8 +142,10 @@ class SearchSettings:
             raise ValueError(f"latency_ms must be > 0.001 (ms), got {self.latency_ms}")
         if self.final_epochs < 0:
             raise ValueError("final_epochs must be >= 0")
-        if self.table_trials < 0:
+        if self.table_trials is not None and self.table_trials < 0:
             raise ValueError("table_trials must be >= 0")
+        if not 0 < self.budget_fill <= 1:
+            raise ValueError(f"budget_fill must be in (0, 1], got {self.budget_fill}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2")
         if self.weight_lr <= 0:

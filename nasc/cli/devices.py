@@ -191,19 +191,23 @@ def lut_build_command(ctx: click.Context, device: str | None, space_path: Path |
 @click.option("--archs", type=click.IntRange(min=3), default=30, show_default=True,
               help="Random architectures of the space to measure end to end.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--trials", type=click.IntRange(min=0), default=None,
+              help="The table to fit: tuned at this many trials per task, its networks compiled with its records "
+                   "as the final compile ships them (default: [search] table_trials; 0: untuned).")
 @click.option("--space", "space_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Project file whose [search.space] and [data] define the space (default: --config's).")
 @json_option
 @click.pass_context
 @handles_errors
-def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: int, space_path: Path | None,
-                    as_json: bool) -> None:
+def lut_fit_command(ctx: click.Context, device: str | None, archs: int, seed: int, trials: int | None,
+                    space_path: Path | None, as_json: bool) -> None:
     """Measure random whole networks, fit the predictor's correction line, report its held-out error."""
     config = get_config(ctx)
     spec = config.device(device)
     space_config = load_config(space_path) if space_path else None
     with EventRenderer(console) as render:
-        report = fit_predictor(config, spec, archs, seed=seed, space_config=space_config, progress=render)
+        report = fit_predictor(config, spec, archs, seed=seed, trials=trials, space_config=space_config,
+                               progress=render)
     if as_json:
         print_json(report.to_dict())
         return
@@ -227,7 +231,8 @@ def lut_show_command(ctx: click.Context, device: str | None, trials: int | None,
     """Print the latency table (all devices, or one device's entries for its current target and TVM)."""
     config = get_config(ctx)
     spec = config.device(device) if device else None
-    current = table_toolchain(config.search.table_trials if trials is None else trials)
+    current = table_toolchain(config.table_trials() if trials is None else trials,
+                              spec.threads if spec is not None else 0)
     with LatencyTable.in_cache(config.cache_dir(), current) as table:
         entries = table.entries(spec, current_tvm_only=spec is not None)
         path = table.path
@@ -245,11 +250,15 @@ def lut_show_command(ctx: click.Context, device: str | None, trials: int | None,
             flags.append("[yellow]NOISY[/]")
         if m.emulated:
             flags.append("[yellow]EMULATED[/]")
-        tuned_at = table_trials_of(e.key.tvm_version)
-        if tuned_at is None:
+        keyed = table_trials_of(e.key.tvm_version)
+        if keyed is None:
             flags.append(f"[dim]tvm {e.key.tvm_version} (stale)[/]")
-        elif tuned_at:
-            flags.append(f"TUNED ({tuned_at} trials per task)")
+        else:
+            tuned_at, threads = keyed
+            if tuned_at:
+                flags.append(f"TUNED ({tuned_at} trials per task)")
+            if threads:
+                flags.append(f"{threads} threads")
         view.add_row(e.key.block, m.device, f"{m.median_ms:.4f}", f"{m.p90_ms:.4f}", f"{m.cv:.1%}",
                      f"{m.robust_cv:.1%}", " ".join(flags))
     out.print(view)

@@ -36,7 +36,9 @@ def strategy_settings(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--device", "device_name", default=None, help="Target device (default: [project].device).")
 @click.option("--strategy", type=click.Choice(sorted(MODULES)), default=None,
               help="Search strategy (default: [search].strategy).")
-@click.option("--latency-ms", type=float, default=None, help="Latency budget T in ms on the device.")
+@click.option("--latency-ms", type=float, default=None,
+              help="Latency budget T: ms of the compiled artifact on the device, as the latency table predicts it "
+                   "(tuned at [search] table_trials; default: [search].latency_ms).")
 @click.option("--final-epochs", type=int, default=None, help="Training epochs of the derived network.")
 @click.option("--seed", type=int, default=None, help="Seed for the data split, initialisation and sampling.")
 @click.option("--set", "strategy_values", multiple=True, metavar="KEY=VALUE",
@@ -68,6 +70,9 @@ def search_command(ctx: click.Context, device_name: str | None, strategy: str | 
     if result.budget_ms is not None:
         verdict = "[green]within budget[/]" if result.meets_budget else "[bold red]OVER BUDGET[/]"
         out.print(f"budget        {result.budget_ms:.4f} ms  {verdict}")
+        pick = result.figures.get("budget_pick")
+        if pick:
+            out.print(f"picked        {pick['message']}")
     out.print(f"test accuracy {result.test_accuracy:.4f}  (valid {result.valid_accuracy:.4f})")
     out.print(f"written       {result.arch_path}, {result.model_path}, {result.search_path}")
     console.print(f"[dim]{result.strategy} search took {time.monotonic() - started:.0f} s[/]")

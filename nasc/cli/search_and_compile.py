@@ -34,7 +34,10 @@ def summary_table(s: PipelineSummary) -> Table:
         table.add_row("budget", "none set (--latency-ms)")
     else:
         verdict = "[green]met[/]" if s.meets_budget else "[bold red]NOT MET[/]"
-        table.add_row("budget", f"{_ms(s.budget_ms)}: {verdict} by the measured latency")
+        used = f" ({s.budget_used:.0%} of it)" if s.budget_used is not None else ""
+        note = f"\npicked: {s.budget_note}" if s.budget_note else ""
+        table.add_row("budget", f"{_ms(s.budget_ms)} of the tuned artifact on the device: {verdict} by the "
+                                f"measured latency{used}{note}")
     detail = s.parity_detail
     noise = detail.get("reference_noise")
     noise_text = f", onnxruntime's own noise {noise:.3g}" if isinstance(noise, float) else ""
@@ -57,7 +60,9 @@ def summary_table(s: PipelineSummary) -> Table:
               help="Target device from build.toml or a built-in profile (default: [project].device); "
                    "`nasc devices` lists them.")
 @click.option("--latency-ms", type=float, default=None,
-              help="Latency budget in ms on the device (default: [search].latency_ms).")
+              help="Latency budget: ms of the compiled, tuned artifact on the device, as `nasc measure` times it "
+                   "(default: [search].latency_ms). The search picks the most probable network predicted "
+                   "within [search].budget_fill of it.")
 @click.option("--strategy", type=click.Choice(sorted(MODULES)), default=None,
               help="Search strategy (default: [search].strategy).")
 @click.option("--trials", type=click.IntRange(min=0), default=None,

@@ -33,6 +33,11 @@ class Strategy(Protocol):
         """The architecture the search chose."""
         ...
 
+    def layer_scores(self) -> list[list[float]]:
+        """Per searchable layer, a log-probability for each op (in the layer's op order): what the search
+        believes of each choice, for the runtime's pick within the budget."""
+        ...
+
     def init_final(self, net: Network, arch: ArchSpec) -> None:
         """Initialise the derived network before its final training (e.g. inherit searched weights)."""
         ...

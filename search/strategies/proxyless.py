@@ -142,6 +142,9 @@ class Proxyless:
     def derive(self) -> ArchSpec:
         return self.supernet.derive()
 
+    def layer_scores(self) -> list[list[float]]:
+        return [torch.log_softmax(m.alpha.detach(), dim=0).tolist() for m in self.supernet.mixed_ops()]
+
     def init_final(self, net: Network, arch: ArchSpec) -> None:
         if self.settings.final_init == "inherit":
             inherit_weights(net, self.supernet, arch)

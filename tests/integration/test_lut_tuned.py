@@ -43,8 +43,8 @@ def test_tuned_table_then_the_final_compile_spends_no_new_trials(tmp_path: Path)
     assert report["trials_run"] > 0 and report["tasks_tuned"] > 0
     untuned = _nasc(tuned, cache, "lut", "build", "--device", "local", "--trials", "0")
     assert untuned["measured"] == report["blocks"]  # the tuned entries did not stand in for untuned ones
-    with LatencyTable.in_cache(cache, table_toolchain(0)) as table:
-        device = resolve_device("local")
+    device = resolve_device("local")
+    with LatencyTable.in_cache(cache, table_toolchain(0, device.threads)) as table:
         assert table.count() == 2 * report["blocks"]  # both kinds of entry stay
         assert len(table.entries(device, current_tvm_only=True)) == report["blocks"]
 

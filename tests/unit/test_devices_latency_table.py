@@ -126,6 +126,8 @@ def test_tuned_and_untuned_entries_of_a_block_get_their_own_keys_and_both_stay(t
     assert table_toolchain(0) == toolchain_id() and table_toolchain(8) != table_toolchain(16) != toolchain_id()
     with pytest.raises(ValueError, match="trials"):
         table_toolchain(-1)
+    with pytest.raises(ValueError, match="threads"):
+        table_toolchain(0, -1)
     device = resolve_device("local")
     with LatencyTable.in_cache(tmp_path, table_toolchain(0)) as untuned, \
             LatencyTable.in_cache(tmp_path, table_toolchain(8)) as tuned:
@@ -140,5 +142,21 @@ def test_tuned_and_untuned_entries_of_a_block_get_their_own_keys_and_both_stay(t
 def test_table_trials_of_reads_back_what_table_toolchain_wrote() -> None:
     from nasc.compiler.toolchain import table_toolchain, table_trials_of
 
-    assert [table_trials_of(table_toolchain(n)) for n in (0, 8, 32)] == [0, 8, 32]
+    assert [table_trials_of(table_toolchain(n)) for n in (0, 8, 32)] == [(0, 0), (8, 0), (32, 0)]
+    assert table_trials_of(table_toolchain(8, 4)) == (8, 4) and table_trials_of(table_toolchain(0, 2)) == (0, 2)
     assert table_trials_of("0.0.1-old vm=compiled") is None
+    assert table_trials_of(table_toolchain(0) + " tuned=x") is None
+
+
+def test_entries_timed_with_other_thread_counts_never_mix(tmp_path) -> None:
+    from nasc.compiler.toolchain import table_toolchain
+
+    device = resolve_device("local")
+    assert table_toolchain(8, 1) != table_toolchain(8, 2) != table_toolchain(8)
+    with LatencyTable.in_cache(tmp_path, table_toolchain(8, 1)) as one, \
+            LatencyTable.in_cache(tmp_path, table_toolchain(8, 2)) as two:
+        one.put(LatencyKey.for_block(BLOCK, device, one.toolchain), _m(2.0))
+        assert two.missing([BLOCK], device) == [BLOCK]
+        two.put(LatencyKey.for_block(BLOCK, device, two.toolchain), _m(1.2))
+        assert [e.median_ms for e in one.entries(device, current_tvm_only=True)] == [2.0]
+        assert [e.median_ms for e in two.entries(device, current_tvm_only=True)] == [1.2]

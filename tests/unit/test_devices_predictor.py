@@ -77,6 +77,7 @@ def test_predictor_from_table(tmp_path) -> None:
 def test_fit_is_saved_per_device(tmp_path) -> None:
     device = resolve_device("local")
     fit = PredictorFit(device.fingerprint(), 1.1, 0.02, 30, 0.03, 0.8, 0.97)
-    save_fit(tmp_path, device, fit)
-    assert load_fit(tmp_path, device) == fit
-    assert load_fit(tmp_path, resolve_device("rpi4")) is None
+    save_fit(tmp_path, device, "tc", fit)
+    assert load_fit(tmp_path, device, "tc") == fit
+    assert load_fit(tmp_path, resolve_device("rpi4"), "tc") is None
+    assert load_fit(tmp_path, device, "tc tuned=8") is None  # a line fitted for untuned entries stays theirs

@@ -2,7 +2,7 @@
 existed: the same arch.json bytes and the same accuracies for the same seed (both architecture updates).
 
 The expected values were recorded from the code before the move (tests/data/proxyless_golden.json says
-which); a change to the RNG order, the training loop or the checkpoint-free path breaks this test.
+which), with the settings of then (additive latency term, argmax derivation); a change to the RNG order, the training loop or the checkpoint-free path breaks this test.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ PROJECT = """
 latency_ms = 0.05
 seed = 3
 final_epochs = 2
+derive = "argmax"
 [search.proxyless]
+latency_loss = "add"
 warmup_epochs = 1
 epochs = 2
 arch_algo = "{algo}"
