@@ -25,6 +25,7 @@ from nasc.compiler.runtime import load_vm
 from nasc.compiler.settings import CompileSettings
 from nasc.compiler.target import tvm_target
 from nasc.compiler.toolchain import table_toolchain
+from nasc.compiler.tune import TUNE_STAGE as COMPILER_TUNE_STAGE
 from nasc.compiler.tune import TuningSummary, database_dir_for
 from nasc.devices.latency_table import LatencyEntry, LatencyKey, LatencyTable
 from nasc.devices.oracle import Measurement, measure_vm
@@ -43,6 +44,8 @@ from .config import Config
 
 LUT_STAGE = "lut"  # progress: measured blocks of the ones missing (a bar), retries (notes), blocks tuned (notes)
 COMPILE_STAGE = "lut-compile"  # progress: libraries built so far (no bar: builds and timings overlap on a farm)
+TUNE_STAGE = "lut-tune"  # the table's tuning run (the compiler's "tune" events, renamed: the report's tuning
+                         # curve is the final compile's)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class LutBuildReport:
     tuned_trials: int = 0  # trials per task the blocks were tuned at (0: default schedules)
     trials_run: int = 0  # trials this build spent tuning
     tasks_tuned: int = 0
-    tasks_reused: int = 0  # tasks whose workload an earlier run (or another block) had tuned already
+    tasks_reused: int = 0  # tasks whose workload an earlier run had tuned already
+    tune_s: float = 0.0  # of wall_s, the tuning run (the rest: exporting, building and timing the blocks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -118,7 +122,10 @@ def build_table(
     start = time.monotonic()
     unique = list(dict.fromkeys(b for b in blocks if b.op != "zero"))
     todo = table.missing(unique, device)
-    tally = _tune_blocks(device, todo, factory, cache_dir, tuning, progress) if tuning is not None else {}
+    tally: dict[str, Any] = {}
+    if tuning is not None:
+        tally = _tune_blocks(device, todo, factory, cache_dir, tuning, progress)
+        tally["tune_s"] = time.monotonic() - start
     progress(ProgressEvent(LUT_STAGE, 0, len(todo), label=device.name))
     own_source = source is None
     src = source if source is not None else SessionSource(device, cache_dir, settings).__enter__()
@@ -164,9 +171,12 @@ def tune_onnx_files(device: DeviceSpec, paths: dict[str, Path], cache_dir: Path,
             raise CompileError(f"{name}: {exc}") from None
     progress(ProgressEvent.note(LUT_STAGE, f"tuning {len(paths)} of {what} as one run "
                                            f"({tuning.settings.trials} trials per distinct task)"))
+    def relay(event: ProgressEvent) -> None:
+        progress(dataclasses.replace(event, stage=TUNE_STAGE) if event.stage == COMPILER_TUNE_STAGE else event)
+
     try:
         return tune_for_device(mods, tvm_target(device), device, tuning.settings, tuning.database_dir,
-                               cache_dir, progress)
+                               cache_dir, relay)
     except CompileError as exc:  # others (an unreachable device) keep their own kind and exit code
         raise CompileError(f"tuning {len(paths)} of {what} for '{device.name}': {exc}") from None
 

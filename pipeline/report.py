@@ -39,6 +39,7 @@ from .report_plots import (
     plot_architecture,
     plot_candidates,
     plot_latency,
+    plot_layer_tuning,
     plot_probabilities,
     plot_search_figures,
     plot_stages,
@@ -53,7 +54,9 @@ if TYPE_CHECKING:
 STAGE_STATUSES = ("ran", "reused")
 # The keys of ReportInputs.summary (as PipelineSummary names them); load_report_inputs fills any the caller
 # leaves out from the records.
-SUMMARY_KEYS = ("test_accuracy", "predicted_ms", "measured_ms", "prediction_error_pct", "budget_ms", "meets_budget")
+SUMMARY_KEYS = ("test_accuracy", "predicted_ms", "measured_ms", "prediction_error_pct", "budget_ms", "meets_budget",
+                "budget_note")
+LUT_STATE = "lut/latencies.json"  # the lut stage's copy of the table for this space (and its untuned view)
 EVENTS_NAME = "events.jsonl"
 
 
@@ -73,6 +76,7 @@ class ReportInputs:
     stages: tuple[StageFact, ...]  # (stage name, "ran" / "reused", seconds), in run order
     summary: dict[str, Any]  # SUMMARY_KEYS (None where not known), as PipelineSummary names them
     generated_at: str  # ISO 8601, UTC
+    table: dict[str, Any] | None = None  # lut/latencies.json: table_trials, untuned_layers ([{op: ms}] per layer)
 
     def __post_init__(self) -> None:
         for stage in self.stages:
@@ -115,6 +119,7 @@ def summary_from_records(search: SearchRecord, measure: MeasureReport | None) ->
         "prediction_error_pct": error,
         "budget_ms": budget,
         "meets_budget": None if budget is None or reference is None else reference <= budget,
+        "budget_note": (result.figures.get("budget_pick") or {}).get("message") if result is not None else None,
     }
 
 
@@ -163,7 +168,17 @@ def load_report_inputs(
         stages=tuple((str(n), str(s), float(t)) for n, s, t in stages),
         summary=merged,
         generated_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        table=_read_table_state(folder / LUT_STATE),
     )
+
+
+def _read_table_state(path: Path) -> dict[str, Any] | None:
+    """lut/latencies.json, or None when it is missing or unreadable (the plot then says so)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 # --- formatting ---------------------------------------------------------------------------------------------
 def _e(value: Any) -> str:
@@ -434,6 +449,12 @@ def render_report(inputs: ReportInputs) -> str:
         "(shaded). Loss and accuracy of the supernet, then of the final network; the expected latency of the "
         "architecture distribution and the predicted latency of each epoch's candidate.",
         lambda: plot_search_figures(search), "loss, accuracy and latency per epoch"))
+    parts.append(_figure_html(
+        "4c. What tuning changed, layer by layer", "Every candidate op of each layer in the device's latency "
+        "table: built with default schedules (light) and tuned as the final compile ships it (solid, what the "
+        "search optimised); the chosen op is outlined. Tuning speeds ops up by different factors, so it can "
+        "change which op a budget affords.", lambda: plot_layer_tuning(search, inputs.table),
+        "untuned and tuned latency of each candidate op per layer"))
     parts.append("</section>")
 
     parts.append("<section><h2>Compile</h2>")

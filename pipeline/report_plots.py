@@ -271,6 +271,51 @@ def plot_probabilities(search: SearchRecord) -> Figure | str:
     return fig
 
 
+def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> Figure | str:
+    """Plot 4c: per layer, each candidate op's table latency untuned and tuned; the chosen op outlined."""
+    if table is None:
+        return "the run folder has no lut/latencies.json (the lut stage did not run here)"
+    trials = table.get("table_trials")
+    untuned = table.get("untuned_layers")
+    if not trials or not isinstance(untuned, list):
+        return ("the latency table is untuned ([search] table_trials = 0, or --trials 0): the search optimised "
+                "default schedules, so there is no tuned view to compare")
+    tuned = search.latency.get("layers") if isinstance(search.latency, Mapping) else None
+    if not isinstance(tuned, list) or len(tuned) != len(untuned):
+        return "search.json's latency table and lut/latencies.json describe different spaces"
+    chosen = list(search.result.arch.ops) if search.result is not None else [None] * len(tuned)
+    layers = len(tuned)
+    cols = min(3, layers)
+    rows = math.ceil(layers / cols)
+    fig = _figure(WIDTH, rows * 2.2 + 0.7)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for index in range(rows * cols):
+        ax = axes[index // cols][index % cols]
+        if index >= layers:
+            ax.axis("off")
+            continue
+        ops = [op for op in tuned[index] if op != "zero"]
+        x = list(range(len(ops)))
+        before = [float(untuned[index].get(op, float("nan"))) for op in ops]
+        after = [float(tuned[index][op]) for op in ops]
+        colours = [KERNEL_COLOURS.get(parse_op(op)[0], OTHER_KERNEL_COLOUR) if _is_mbconv(op) else FIXED_COLOUR
+                   for op in ops]
+        ax.bar([i - 0.2 for i in x], before, width=0.4, color=colours, alpha=0.35, label="untuned")
+        bars = ax.bar([i + 0.2 for i in x], after, width=0.4, color=colours, label=f"tuned ({trials} trials/task)")
+        for i, op in enumerate(ops):
+            if op == chosen[index]:
+                bars[i].set_edgecolor("black")
+                bars[i].set_linewidth(1.6)
+        ax.set_xticks(x, [op.replace("_", " ") for op in ops], fontsize=7.5, rotation=30)
+        ax.tick_params(axis="y", labelsize=8)
+        pick = chosen[index] or "-"
+        ax.set_title(f"layer {index} (chose {pick})", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles[:2], labels[:2], loc="outside lower center", ncols=2, fontsize=8.5, frameon=False)
+    fig.supylabel("ms (latency table)", fontsize=9)
+    return fig
+
+
 def _is_mbconv(op: str) -> bool:
     try:
         parse_op(op)

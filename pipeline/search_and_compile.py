@@ -28,7 +28,7 @@ from nasc.compiler.target import library_linker
 from nasc.compiler.toolchain import toolchain_id
 from nasc.devices.rpc import open_session
 from nasc.devices.spec import DeviceSpec
-from nasc.errors import ConfigError, DeviceUnreachable
+from nasc.errors import ConfigError, DeviceUnreachable, SearchError
 from nasc.events import RUN_STAGE, Progress, ProgressEvent, ignore_progress
 from nasc.firmware_bridge.flash import flash
 from nasc.fsutil import ensure_writable_dir, sha256_file, write_json_atomic
@@ -253,14 +253,27 @@ class _Run:
         config, device = self.config, self.device
         table_state = self.out / "lut" / "latencies.json"
 
+        trials = config.table_trials()
+        untuned_config = config.with_section("search", table_trials=0)
+
         def latencies() -> dict[str, Any]:
             predictor = device_predictor(config, device)
             space = search_space(config.search, config.data, config.base_dir)
-            return {"blocks": {b.key(): predictor.block_ms(b) for b in space.candidate_blocks()},
-                    "fit": predictor.fit.to_dict()}
+            state: dict[str, Any] = {"blocks": {b.key(): predictor.block_ms(b) for b in space.candidate_blocks()},
+                                     "fit": predictor.fit.to_dict(), "table_trials": trials}
+            if trials:  # the same blocks untuned, for the report's "what tuning changed" (not searched on)
+                try:
+                    untuned = device_predictor(untuned_config, device)
+                    state["untuned_layers"] = [{op: untuned.block_ms(layer.signature(op)) for op in layer.ops}
+                                               for layer in space.layers()]
+                except SearchError:  # the cache lost them: the stage reruns and measures them again
+                    state["untuned_layers"] = None
+            return state
 
         def run(_: bool) -> tuple[None, dict[str, Any]]:
             report = build_project_table(config, device, progress=self.progress)
+            if trials:
+                build_project_table(untuned_config, device, progress=self.progress)
             write_json_atomic(table_state, latencies())
             return None, report.to_dict()
 

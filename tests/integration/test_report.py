@@ -1,30 +1,22 @@
-"""report.html of a real run folder: the stages of search-and-compile on the tiny project on `local` (tuned
-with a few trials so the tuning curve has events), rendered and opened in headless Chromium as a person
-would; and a report missing its budget, measurement and tuning, which still renders and says why."""
+"""report.html of a real run folder: search-and-compile on the tiny project on `local` (its table tuned at
+one trial per task, the final compile at two, so the tuning curve has events and the table's untuned and
+tuned views are both there), opened in headless Chromium as a person would; and a report missing its
+budget, measurement and tuning, which still renders and says why."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from report_browser import browser_problems
 from tiny_project import tiny_project
 
 from nasc.compiler.tune import TuningSummary
-from nasc.events import ProgressEvent
-from nasc.pipeline.compile import compile_onnx
 from nasc.pipeline.config import load_config
-from nasc.pipeline.export import export_search
-from nasc.pipeline.latency_table_build import build_project_table
-from nasc.pipeline.measure import measure_model
-from nasc.pipeline.package import package
 from nasc.pipeline.report import (
     ReportInputs,
     load_report_inputs,
@@ -32,11 +24,11 @@ from nasc.pipeline.report import (
     summary_from_records,
     write_report,
 )
-from nasc.pipeline.search import search_on_device
+from nasc.pipeline.search_and_compile import PipelineRequest, search_and_compile
 
-T = TypeVar("T")
-# One trial per task: enough for tuning events; its own cache (a shared NASC_TEST_CACHE_DIR would hold the
-# tasks tuned already, and then no trial would run).
+# The table tuned at one trial per task, the final compile at two: the compile still spends trials (tuning
+# events for its curve); its own cache (a shared NASC_TEST_CACHE_DIR would hold the tasks tuned already).
+TABLE_TRIALS = 1
 RUN_SETTINGS = """
 [project]
 cache_dir = "cache"
@@ -45,7 +37,7 @@ warmup = 2
 number = 5
 repeat = 10
 [compile]
-trials = 1
+trials = 2
 """
 # NASC_REPORT_SCREENSHOT=PATH keeps a full-page screenshot of the complete report there (to look at it).
 SCREENSHOT_ENV = "NASC_REPORT_SCREENSHOT"
@@ -53,39 +45,13 @@ SCREENSHOT_ENV = "NASC_REPORT_SCREENSHOT"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[tuple[str, str, float], ...]]:
-    """DIR with search/, export/, compile/ (+ measure.json), bundle/ and events.jsonl, as search-and-compile
-    lays it out; and the stage facts (name, "ran", seconds)."""
+    """DIR of a real search-and-compile run (search/, export/, compile/ + measure.json, bundle/, lut/,
+    events.jsonl); and its stage facts (name, "ran", seconds)."""
     root = tmp_path_factory.mktemp("report-project")
-    (root / "build.toml").write_text(tiny_project(final_epochs=2, extra=RUN_SETTINGS))
+    (root / "build.toml").write_text(tiny_project(final_epochs=2, table_trials=TABLE_TRIALS, extra=RUN_SETTINGS))
     config = load_config(root / "build.toml")
-    device = config.device("local")
-    out = root / "out"
-    started = time.monotonic()
-    lines: list[str] = []
-    stages: list[tuple[str, str, float]] = []
-
-    def progress(event: ProgressEvent) -> None:
-        lines.append(json.dumps({"t_s": round(time.monotonic() - started, 3), "stage": event.stage,
-                                 "step": event.step, "total": event.total, "label": event.label,
-                                 "message": event.message, "figures": dict(event.figures)}))
-
-    def stage(name: str, run: Callable[[], T]) -> T:
-        begun = time.monotonic()
-        value = run()
-        stages.append((name, "ran", round(time.monotonic() - begun, 3)))
-        return value
-
-    stage("lut", lambda: build_project_table(config, device, progress=progress))
-    stage("search", lambda: search_on_device(config, device, out / "search", progress=progress))
-    onnx_path = out / "export" / "model.onnx"
-    stage("export", lambda: export_search(out / "search", onnx_path))
-    stage("compile", lambda: compile_onnx(onnx_path, device, config.compile, out / "compile", config.cache_dir(),
-                                          progress=progress))
-    stage("measure", lambda: measure_model(out / "compile", device, config, progress=progress))
-    stage("package", lambda: package(out / "compile", out / "bundle" / "tiny-local.tar.gz", config.package,
-                                     out / "search"))
-    (out / "events.jsonl").write_text("\n".join(lines) + "\n")
-    return out, tuple(stages)
+    summary = search_and_compile(PipelineRequest(config, config.device("local"), root / "out"))
+    return root / "out", tuple((s.name, s.status, s.seconds) for s in summary.stages)
 
 
 def _images(page: str) -> int:
@@ -104,7 +70,8 @@ def test_the_report_of_a_run_opens_in_a_browser_with_its_plots(run_dir, tmp_path
 
     report = write_report(out / "report.html", inputs)
     page = report.read_text()
-    assert _images(page) >= 6 and "not available" not in page
+    assert _images(page) >= 7 and "not available" not in page
+    assert inputs.table is not None and inputs.table["table_trials"] == TABLE_TRIALS and inputs.table["untuned_layers"]
     assert inputs.bundle_sha256 in page and inputs.artifact.tvm_version in page
     assert "http://" not in page and "https://" not in page  # opens offline
     screenshot = Path(os.environ[SCREENSHOT_ENV]) if os.environ.get(SCREENSHOT_ENV) else tmp_path / "report.png"

@@ -2,7 +2,8 @@
 existed: the same arch.json bytes and the same accuracies for the same seed (both architecture updates).
 
 The expected values were recorded from the code before the move (tests/data/proxyless_golden.json says
-which), with the settings of then (additive latency term, argmax derivation); a change to the RNG order, the training loop or the checkpoint-free path breaks this test.
+which), with the settings of then (additive latency term, argmax derivation); a change to the RNG order,
+the training loop or the checkpoint-free path breaks this test.
 """
 
 from __future__ import annotations
