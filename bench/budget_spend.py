@@ -2,8 +2,8 @@
 with a tuned latency table; for each, where the shipped network lands (predicted and measured on the device,
 as a share of B), what the search's own argmax path would have been, and the test accuracy.
 
-    .venv/bin/python bench/budget_spend.py [--budgets 0.06 0.08 0.12 1.0] [--trials 8] [--device local]
-        [--out bench-out/budget-spend]
+    .venv/bin/python bench/budget_spend.py [--budgets 0.06 0.08 0.1 0.4] [--trials 8] [--device local]
+        [--out bench-out/budget-spend] [--cache DIR]
 
 Every run is the console script as a user types it, in one project folder whose build.toml is the embedded
 default (the table follows --trials), one cache shared by all runs (the table is built and tuned
@@ -39,17 +39,18 @@ def nasc(folder: Path, cache: Path, *args: str) -> tuple[dict[str, Any], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.06, 0.08, 0.12, 1.0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.06, 0.08, 0.1, 0.4])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--device", default="local")
     parser.add_argument("--out", type=Path, default=Path("bench-out/budget-spend"))
+    parser.add_argument("--cache", type=Path, default=None, help="cache to use (default: a fresh one in --out)")
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
     project = (args.out / "project").resolve()
     project.mkdir(parents=True)
     (project / "build.toml").write_text(DEFAULT_TOML.read_text())  # the table follows --trials
-    cache = (args.out / "cache").resolve()
+    cache = (args.cache or args.out / "cache").resolve()
 
     lut, lut_s = nasc(project, cache, "lut", "build", "--device", args.device, "--trials", str(args.trials))
     print(f"tuned table at {args.trials} trials per task: {lut['blocks']} blocks, {lut_s:.0f} s")

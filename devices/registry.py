@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nasc.errors import UnknownDevice
+from nasc.errors import ConfigError, UnknownDevice
 
 from .host import host_target
 from .spec import Connection, DeviceSpec, Target
@@ -139,6 +139,9 @@ def resolve_device(
         value = getattr(override, fld)
         if value is not None:
             changes[fld] = value
+    if override.threads is not None and override.threads < 0:
+        raise ConfigError(f"{source}: key 'devices.{name}.threads': must be >= 0 (0: the server's own setting), "
+                          f"got {override.threads}")
     if override.connection is not None:
         changes["connection"] = Connection.parse(override.connection, f"{source}: key 'devices.{name}.connection'")
     return dataclasses.replace(spec, **changes)

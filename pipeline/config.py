@@ -38,8 +38,8 @@ class ProjectSettings:
 
 
 # Trials per task of a tuned compile when build.toml sets no [compile].trials (search-and-compile, `measure
-# --tuned`). The latency table is tuned at the same budget, over every distinct workload of the space: at 8,
-# the embedded default's whole run stays well under 15 minutes cold on a 2-core host (docs/benchmarks.md).
+# --tuned`). search-and-compile tunes its latency table at the same budget, over every distinct workload of the
+# space: at 8, the embedded default's whole run stays under 15 minutes cold on a 2-core host (docs/benchmarks.md).
 DEFAULT_TUNED_TRIALS = 8
 
 
@@ -62,12 +62,10 @@ class Config:
         return resolve_device(name or self.project.device, self.devices, self.source)
 
     def table_trials(self) -> int:
-        """The latency table's tuning budget per task: [search] table_trials, else the trials the final compile
-        of `search-and-compile` tunes at ([compile].trials, or DEFAULT_TUNED_TRIALS where that is 0), so the
-        table holds the blocks as they ship."""
-        if self.search.table_trials is not None:
-            return self.search.table_trials
-        return self.compile.trials or DEFAULT_TUNED_TRIALS
+        """The latency table's tuning budget per task: [search] table_trials, else the trials `nasc compile`
+        ships at ([compile].trials; search-and-compile sets it to its own run's), so the table holds the
+        blocks as they ship."""
+        return self.compile.trials if self.search.table_trials is None else self.search.table_trials
 
     def cache_dir(self) -> Path:
         """Where tuning records, the latency table and emulated root file systems live."""

@@ -300,8 +300,8 @@ def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> 
         after = [float(tuned[index][op]) for op in ops]
         colours = [KERNEL_COLOURS.get(parse_op(op)[0], OTHER_KERNEL_COLOUR) if _is_mbconv(op) else FIXED_COLOUR
                    for op in ops]
-        ax.bar([i - 0.2 for i in x], before, width=0.4, color=colours, alpha=0.35, label="untuned")
-        bars = ax.bar([i + 0.2 for i in x], after, width=0.4, color=colours, label=f"tuned ({trials} trials/task)")
+        ax.bar([i - 0.2 for i in x], before, width=0.4, color=colours, alpha=0.35)
+        bars = ax.bar([i + 0.2 for i in x], after, width=0.4, color=colours)
         for i, op in enumerate(ops):
             if op == chosen[index]:
                 bars[i].set_edgecolor("black")
@@ -310,8 +310,12 @@ def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> 
         ax.tick_params(axis="y", labelsize=8)
         pick = chosen[index] or "-"
         ax.set_title(f"layer {index} (chose {pick})", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles[:2], labels[:2], loc="outside lower center", ncols=2, fontsize=8.5, frameon=False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=FIXED_COLOUR, alpha=0.35, label="untuned (default schedules)"),
+               Patch(color=FIXED_COLOUR, label=f"tuned, {trials} trials per task (what the search used)"),
+               Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="chosen op")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8.5, frameon=False)
     fig.supylabel("ms (latency table)", fontsize=9)
     return fig
 

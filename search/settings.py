@@ -126,7 +126,7 @@ class SearchSettings:
     final_epochs: int = 20  # training of the derived network
     # The latency table the search reads: its blocks built with default schedules (0) or tuned with MetaSchedule
     # at this many trials per task in the device's tuning database, which the final compile then reuses.
-    # None: the trials the final compile tunes at (search-and-compile's --trials), so the table is what ships.
+    # None: the trials the final compile tunes at ([compile].trials; search-and-compile's --trials in a run).
     table_trials: int | None = None
     # "budget": the most probable architecture whose predicted latency lands in [budget_fill * T, T]
     # (budget_pick.py); "argmax": the strategy's own pick, wherever it lands.

@@ -103,6 +103,20 @@ def test_measure_a_model_on_local(tmp_path: Path) -> None:
     assert _our_rpc_processes() == []  # the server nasc started is gone
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_local_server_runs_the_device_threads_and_a_mismatch_is_refused(tmp_path: Path, threads: int) -> None:
+    from nasc.devices.rpc import DeviceSession
+    from nasc.errors import MeasurementError
+
+    device = dataclasses.replace(resolve_device("local"), threads=threads)
+    with open_session(device, tmp_path, SETTINGS) as session:
+        assert session.runtime_threads() == threads == session.check_threads()
+        other = DeviceSession(session.remote, session.address, dataclasses.replace(device, threads=threads + 1))
+        with pytest.raises(MeasurementError, match=f"runs {threads} runtime thread.*TVM_NUM_THREADS={threads + 1}"):
+            other.check_threads()
+    assert resolve_device("local").threads == (os.cpu_count() or 1)
+
+
 def test_two_servers_under_one_key_fill_the_table_in_parallel(tracker: RpcServerProcess, tmp_path: Path) -> None:
     servers = _servers(tracker, "pair", 2)
     try:

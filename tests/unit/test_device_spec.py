@@ -40,3 +40,17 @@ def test_fingerprint_changes_with_target() -> None:
 def test_emulated_profile_is_marked() -> None:
     assert resolve_device("rpi4-emulated").emulated is True
     assert resolve_device("rpi4").emulated is False
+
+
+def test_threads_come_from_build_toml_and_change_the_fingerprint() -> None:
+    from nasc.pipeline.config import parse_config
+
+    config = parse_config('[devices.pi]\nbase = "rpi4"\nthreads = 2\n', "build.toml")
+    pi = config.device("pi")
+    assert pi.threads == 2 and DeviceSpec.from_dict(pi.to_dict()) == pi
+    unset = DeviceSpec(name="pi", target="raspberry-pi/4b-aarch64", connection=Connection(kind="local"))
+    assert unset.threads == 0
+    assert unset.fingerprint() != DeviceSpec(name="pi", target="raspberry-pi/4b-aarch64",
+                                             connection=Connection(kind="local"), threads=2).fingerprint()
+    with pytest.raises(ConfigError, match=r"build\.toml: key 'devices\.pi\.threads': must be >= 0"):
+        parse_config('[devices.pi]\nbase = "rpi4"\nthreads = -1\n', "build.toml").device("pi")
