@@ -15,26 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-NASC = str(Path(sys.executable).parent / "nasc")
-DEFAULT_TOML = Path(__file__).resolve().parents[1] / "nasc" / "default_build.toml"
-
-
-def nasc(folder: Path, cache: Path, *args: str) -> tuple[dict[str, Any], float]:
-    started = time.monotonic()
-    done = subprocess.run([NASC, *args, "--json"], cwd=folder, capture_output=True, text=True,
-                          env={**os.environ, "NASC_CACHE_DIR": str(cache)})
-    if done.returncode != 0:
-        sys.exit(f"nasc {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout), time.monotonic() - started
+from nasc_json import fresh_project, nasc
 
 
 def main() -> None:
@@ -45,11 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/budget-spend"))
     parser.add_argument("--cache", type=Path, default=None, help="cache to use (default: a fresh one in --out)")
     args = parser.parse_args()
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    project = (args.out / "project").resolve()
-    project.mkdir(parents=True)
-    (project / "build.toml").write_text(DEFAULT_TOML.read_text())  # the table follows --trials
+    project = fresh_project(args.out)  # the embedded default: the table follows --trials
     cache = (args.cache or args.out / "cache").resolve()
 
     lut, lut_s = nasc(project, cache, "lut", "build", "--device", args.device, "--trials", str(args.trials))

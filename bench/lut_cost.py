@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-NASC = str(Path(sys.executable).parent / "nasc")
-DEFAULT_TOML = Path(__file__).resolve().parents[1] / "nasc" / "default_build.toml"
+from nasc_json import DEFAULT_TOML, nasc
+
 DEFAULT_STAGES = """stages = [
     { channels = 24, depth = 2, stride = 2 },
     { channels = 40, depth = 2, stride = 2 },
@@ -50,13 +46,8 @@ def run_case(out: Path, device: str, space: str, trials: int) -> dict[str, Any]:
     folder = (out / f"{space}-{trials}").resolve()
     folder.mkdir(parents=True)
     (folder / "build.toml").write_text(project_text(space))
-    started = time.monotonic()
-    done = subprocess.run([NASC, "lut", "build", "--device", device, "--trials", str(trials), "--json"], cwd=folder,
-                          capture_output=True, text=True, env={**os.environ, "NASC_CACHE_DIR": str(folder / "cache")})
-    if done.returncode != 0:
-        sys.exit(f"lut build ({space}, {trials} trials) failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    report = json.loads(done.stdout)
-    return {"space": space, "trials": trials, "wall_s": time.monotonic() - started, **report}
+    report, wall = nasc(folder, folder / "cache", "lut", "build", "--device", device, "--trials", str(trials))
+    return {"space": space, "trials": trials, "wall_s": wall, **report}
 
 
 def main() -> None:
