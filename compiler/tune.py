@@ -378,6 +378,8 @@ def tune_module(
                 work_dir = Path(work)
                 _copy_databases(database_dir, work_dir)
                 database = ms.database.JSONDatabase(work_dir=str(work_dir))
+                for i in todo:
+                    extracted[i] = _as_stored(extracted[i], database)
                 defaults = default_database(work_dir, create=True)
                 workers = max(1, (os.cpu_count() or 1))
                 # Generous timeouts: a busy 2-core machine takes far longer than TVM's 30 s defaults to
@@ -496,6 +498,21 @@ def distinct_tasks(mods: Sequence[Any], target: Any) -> list[Any]:
         merged.append(ms.ExtractedTask(name, first.mod, first.target, list(first.dispatched),
                                        sum(int(t.weight) for t in group)))
     return merged
+
+
+def _as_stored(task: Any, database: Any) -> Any:
+    """`task` with the workload as `database` stores it, when it holds a structurally equal one.
+
+    TIR block names come from Relax variable names, which differ between models (and between a latency
+    table's block and the network that contains it), while the database matches workloads by structure
+    alone. A record's trace names the blocks of the workload it is stored with, so more trials for a
+    workload tuned before must run on the stored module; a trace of other names stored beside it would
+    make the database unreadable.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    stored = database.commit_workload(task.dispatched[0]).mod
+    return ms.ExtractedTask(task.task_name, task.mod, task.target, [stored], int(task.weight))
 
 
 def tune_contexts(tasks: list[Any], work_dir: Path, seed: int, population: int) -> tuple[list[Any], list[float]]:
