@@ -63,8 +63,9 @@ def _servers(tracker: RpcServerProcess, key: str, count: int) -> list[RpcServerP
 
 
 def _farm(tracker: RpcServerProcess, key: str) -> DeviceSpec:
+    """This CPU behind the tracker; threads 0: the stock servers here run as TVM starts them."""
     local = resolve_device("local")
-    return dataclasses.replace(local, name=f"farm-{key}",
+    return dataclasses.replace(local, name=f"farm-{key}", threads=0,
                                connection=Connection("tracker", tracker.host, tracker.port, key))
 
 
