@@ -82,12 +82,8 @@ def pick_within_budget(
     [fill * budget_ms, budget_ms] (see the module docstring for the fallbacks)."""
     if not 0 < fill <= 1:
         raise ValueError(f"fill must be in (0, 1], got {fill}")
-    argmax = tuple(ops[max(range(len(ops)), key=lambda j, s=scores: s[j])]
-                   for ops, scores in zip(layer_ops, layer_scores, strict=True))
-    fastest = tuple(ops[min(range(len(ops)), key=lambda j, c=c: c[j])] for ops, c in zip(layer_ops, costs.layer_ms,
-                                                                                          strict=True))
-    slowest = tuple(ops[max(range(len(ops)), key=lambda j, c=c: c[j])] for ops, c in zip(layer_ops, costs.layer_ms,
-                                                                                          strict=True))
+    argmax = _per_layer(max, layer_ops, layer_scores)
+    fastest, slowest = _per_layer(min, layer_ops, costs.layer_ms), _per_layer(max, layer_ops, costs.layer_ms)
     space_min, space_max = network_ms(fastest), network_ms(slowest)
     candidates = _best_per_bin(layer_ops, layer_scores, costs.layer_ms)
     under: tuple[float, tuple[str, ...], float] | None = None
@@ -104,6 +100,12 @@ def pick_within_budget(
                           space_max)
     return BudgetPick(fastest, space_min, budget_ms, fill, PICK_NOTHING_FITS, argmax, network_ms(argmax),
                       space_min, space_max)
+
+
+def _per_layer(pick: Callable[..., int], layer_ops: Sequence[Sequence[str]],
+               values: Sequence[Sequence[float]]) -> tuple[str, ...]:
+    """Per layer, the op whose value `pick` (min or max) selects."""
+    return tuple(ops[pick(range(len(ops)), key=row.__getitem__)] for ops, row in zip(layer_ops, values, strict=True))
 
 
 def _best_per_bin(layer_ops: Sequence[Sequence[str]], layer_scores: Sequence[Sequence[float]],
