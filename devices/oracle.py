@@ -6,11 +6,13 @@ on ``main`` (inputs set once with ``vm.set_input``); each of the ``repeat`` figu
 ``number`` runs. Statistics over the repeats: median, p90, std, coefficient of variation, and a
 robust CV (1.4826 x median absolute deviation / median). A result whose spread (``noise_metric``)
 is above ``max_cv`` is measured again (up to ``remeasure`` times, the steadiest attempt kept) and,
-if still noisy, returned with ``noisy=True``: callers show the flag, never hide it.
+if still noisy, returned with ``noisy=True``: callers show the flag, never hide it. A library timed in
+several passes (``passes``) keeps the median of its pass medians (`combine_passes`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -178,6 +180,29 @@ def measure_vm(
         runs_ms=tuple(runs),
         extra=dict(extra or {}),
         **st,
+    )
+
+
+def combine_passes(passes: Sequence[Measurement]) -> Measurement:
+    """One figure from the timings of one library taken in separate passes: the median of the pass medians
+    (a pass that fell in a slow minute of a shared host moves it least); the spreads, p90, min and max over
+    every repeat of every pass; noisy when most passes were."""
+    if not passes:
+        raise MeasurementError("no passes to combine")
+    if len(passes) == 1:
+        return passes[0]
+    runs = [r for m in passes for r in m.runs_ms]
+    pooled = stats_ms(runs)
+    pooled["median_ms"] = float(np.median([m.median_ms for m in passes]))
+    last = passes[-1]
+    return dataclasses.replace(
+        last,
+        **pooled,
+        repeat=len(runs),
+        attempts=sum(m.attempts for m in passes),
+        noisy=sum(m.noisy for m in passes) * 2 > len(passes),
+        runs_ms=tuple(runs),
+        extra={**last.extra, "passes": len(passes), "pass_medians_ms": [m.median_ms for m in passes]},
     )
 
 

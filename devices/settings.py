@@ -14,6 +14,12 @@ class MeasureSettings:
     WARMUP_MIN_MS; none with 0), then ``repeat`` timings, each the mean of
     ``number`` runs. A result whose spread (``noise_metric``) exceeds ``max_cv`` is re-measured up
     to ``remeasure`` times, then flagged ``noisy`` (never silently used as a clean figure).
+
+    ``passes``: where many libraries are timed together (the latency table, the predictor's sample
+    networks), each is timed once per pass, the passes one after another over the whole set, and the
+    median of its pass medians kept. On a shared host the speed drifts over minutes; within one
+    measurement the repeats agree, so a block timed in a slow minute was off by the whole drift.
+    Spreading the passes over the build puts each library's figure in several minutes at once.
     """
 
     warmup: int = 5
@@ -25,6 +31,7 @@ class MeasureSettings:
     # figure nasc actually uses. Both are always reported.
     noise_metric: Literal["cv", "robust_cv"] = "robust_cv"
     remeasure: int = 2
+    passes: int = 3  # timings of each library in a set, spread over the set's timing (median kept)
     min_repeat_ms: int = 0  # raise `number` until one repeat lasts this long (0: keep `number`)
     session_timeout_s: float = 300.0  # the server kills a session older than this (hung runs)
     connect_timeout_s: float = 30.0  # how long to wait for a server (tracker queue included)
@@ -40,6 +47,8 @@ class MeasureSettings:
             raise ValueError("repeat must be >= 3 (median, p90 and CV need several timings)")
         if not self.max_cv > 0:
             raise ValueError("max_cv must be > 0")
+        if self.passes < 1:
+            raise ValueError("passes must be >= 1")
         if self.remeasure < 0 or self.retries < 0:
             raise ValueError("remeasure and retries must be >= 0")
         if self.session_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.backoff_s < 0:

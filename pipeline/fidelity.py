@@ -20,7 +20,7 @@ import numpy as np
 from nasc.compiler.export import export_onnx
 from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.latency_table import LatencyTable
-from nasc.devices.oracle import Measurement
+from nasc.devices.oracle import Measurement, combine_passes
 from nasc.devices.predictor import PredictorFit, TablePredictor, cross_validated_fit, error_stats, save_fit
 from nasc.devices.rpc import SessionSource
 from nasc.devices.settings import MeasureSettings
@@ -114,7 +114,6 @@ def measure_networks(
         tune_onnx_files(device, {str(a): p for a, p in zip(archs, paths, strict=True)}, cache_dir, tuning,
                         progress, what="the sampled networks")
     worker = source.worker()
-    results: list[Measurement] = []
     rng = np.random.default_rng(0)
     with BlockCompiler(device, compile_jobs, tuning_dir=tuning.database_dir if tuning else None,
                        toolchain=toolchain) as compiler:
@@ -123,14 +122,19 @@ def measure_networks(
             for i, fut in enumerate(futures):
                 fut.result()
                 progress(ProgressEvent(FIT_STAGE, i + 1, len(futures), label="networks compiled"))
-        for i, (arch, fut) in enumerate(zip(archs, futures, strict=True)):
-            lib = Path(fut.result())
-            x = rng.standard_normal(arch.input_shape()).astype("float32")
+        libs = [Path(fut.result()) for fut in futures]
+        inputs = [rng.standard_normal(a.input_shape()).astype("float32") for a in archs]
+        taken: list[list[Measurement]] = [[] for _ in archs]
+        total = len(archs) * settings.passes
+        for n in range(total):  # pass after pass over every network (MeasureSettings.passes)
+            i = n % len(archs)
+            lib, x, arch = libs[i], inputs[i], archs[i]
             m = worker.run(lambda s, lib=lib, x=x, a=arch: measure_library_on(s, lib, [x], str(a), settings),
                            what=f"timing network {arch}")
             worker.drop()
-            results.append(m)
-            progress(ProgressEvent(FIT_STAGE, i + 1, len(archs), label="networks timed"))
+            taken[i].append(m)
+            progress(ProgressEvent(FIT_STAGE, n + 1, total, label="networks timed"))
+        results = [combine_passes(t) for t in taken]
     return results
 
 

@@ -28,7 +28,7 @@ from nasc.compiler.toolchain import table_toolchain
 from nasc.compiler.tune import TUNE_STAGE as COMPILER_TUNE_STAGE
 from nasc.compiler.tune import TuningSummary, database_dir_for
 from nasc.devices.latency_table import LatencyEntry, LatencyKey, LatencyTable
-from nasc.devices.oracle import Measurement, measure_vm
+from nasc.devices.oracle import Measurement, combine_passes, measure_vm
 from nasc.devices.rpc import DeviceSession, SessionSource
 from nasc.devices.settings import MeasureSettings
 from nasc.devices.spec import DeviceSpec
@@ -197,17 +197,20 @@ def _run(
     if not todo:
         return 0, [], 0, set()
     version = table.toolchain
+    passes = settings.passes
     ready: queue.Queue[tuple[BlockSignature, Path] | None] = queue.Queue()
     stop = threading.Event()
     errors: list[BaseException] = []
     lock = threading.Lock()
     measured = 0
+    timings = 0
+    taken: dict[BlockSignature, list[Measurement]] = {}
     noisy: list[str] = []
     servers: set[str] = set()
     workers = [src.worker(slot) for slot in range(n_sessions)]
 
     def measure_loop(worker_index: int) -> None:
-        nonlocal measured
+        nonlocal measured, timings
         worker = workers[worker_index]
         while not stop.is_set():
             item = ready.get()
@@ -222,19 +225,25 @@ def _run(
                 )
                 address = worker.session.address if worker.session else ""
                 worker.drop()  # one session per block: a session never outlives its timeout
-                entry: LatencyEntry = table.put(LatencyKey.for_block(block, device, version), m)
                 with lock:
-                    measured += 1
+                    timings += 1
                     servers.add(address)
-                    if m.noisy:
-                        noisy.append(block.key())
+                    taken.setdefault(block, []).append(m)
+                    complete = len(taken[block]) == passes
+                    step = timings
+                figures: dict[str, float] = {}
+                if complete:  # every pass timed: store (its own transaction; a stopped build keeps it)
+                    entry: LatencyEntry = table.put(LatencyKey.for_block(block, device, version),
+                                                    combine_passes(taken[block]))
+                    figures = {"median_ms": entry.median_ms}
+                    with lock:
+                        measured += 1
+                        if entry.measurement.noisy:
+                            noisy.append(block.key())
                 if worker.retried > before:
                     progress(ProgressEvent.note(LUT_STAGE, f"retried {block.key()} "
                                                            f"({worker.retried - before} time(s))"))
-                with lock:
-                    done = measured
-                progress(ProgressEvent(LUT_STAGE, done, len(todo), label=device.name,
-                                       figures={"median_ms": entry.median_ms}))
+                progress(ProgressEvent(LUT_STAGE, step, len(todo) * passes, label=device.name, figures=figures))
             except BaseException as exc:
                 with lock:
                     errors.append(exc)
@@ -254,7 +263,8 @@ def _run(
                 onnx_path = export_block(block, factory, cache_dir)
                 futures.append((block, compiler.submit(onnx_path)))
             # A server on this host shares its CPU with the compiler: time nothing until every build is done.
-            hold = src.host_shared
+            # Passes run over the whole set, so they wait for every build too.
+            hold = src.host_shared or passes > 1
             compiled: list[tuple[BlockSignature, Path]] = []
             for built, (block, fut) in enumerate(futures, start=1):
                 if stop.is_set():
@@ -270,8 +280,9 @@ def _run(
                     compiled.append((block, lib))
                 else:
                     ready.put((block, lib))
-            for item in compiled:
-                ready.put(item)
+            for _ in range(passes):  # (nothing held: every library is queued already, passes is 1)
+                for item in compiled:
+                    ready.put(item)
     except BaseException as exc:
         errors.append(exc)
         stop.set()

@@ -38,7 +38,7 @@ from nasc.signature import BlockSignature
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = MeasureSettings(warmup=1, number=5, repeat=10, remeasure=1, connect_timeout_s=30, retries=3,
-                           backoff_s=0.2, session_timeout_s=120)
+                           backoff_s=0.2, session_timeout_s=120, passes=1)
 # Small, distinct blocks: compile in well under a second each.
 BLOCKS = [BlockSignature("mbconv", 8, 8, 8, kernel=k, expand=e, idskip=True) for k in (3, 5) for e in (1, 3, 6)]
 
@@ -132,6 +132,8 @@ def test_two_servers_under_one_key_fill_the_table_in_parallel(tracker: RpcServer
             assert used == {f"127.0.0.1:{s.port}" for s in servers}, report.servers_used
             assert table.count() == len(BLOCKS) and table.integrity_problems() == []
             assert table.missing(BLOCKS, device) == []
+            for entry in table.entries(device):  # one timing per block: no passes recorded
+                assert "passes" not in entry.measurement.extra and entry.measurement.repeat == SETTINGS.repeat
             again = build_table(device, BLOCKS, table, tmp_path, SETTINGS, build_block, source=source)
             assert again.measured == 0 and again.already_present == len(BLOCKS)  # resumes: nothing left
     finally:
@@ -146,7 +148,8 @@ def test_server_fails_during_a_build(tracker: RpcServerProcess, tmp_path: Path, 
     victim = servers[0]
     blocks = [BlockSignature("mbconv", 16, 16, 16, kernel=k, expand=e, idskip=True) for k in (3, 5, 7) for e in (3, 6)]
     # session_timeout_s is also the client's watchdog: a stopped server is given up on after 6 s.
-    settings = dataclasses.replace(SETTINGS, number=20, repeat=20, session_timeout_s=6)
+    # Two passes over the blocks: a block whose pass died with the server is timed again on the other one.
+    settings = dataclasses.replace(SETTINGS, number=20, repeat=20, session_timeout_s=6, passes=2)
     killed = threading.Event()
     started = threading.Event()
 
@@ -177,8 +180,11 @@ def test_server_fails_during_a_build(tracker: RpcServerProcess, tmp_path: Path, 
             assert report.measured == len(blocks) and report.retried >= 1
             assert table.count() == len(blocks) and table.integrity_problems() == []
             assert table.missing(blocks, device) == []
-            for entry in table.entries(device):
-                assert entry.median_ms > 0 and entry.measurement.repeat == 20
+            for entry in table.entries(device):  # the median of the two passes' medians, every repeat kept
+                m = entry.measurement
+                assert entry.median_ms > 0 and m.repeat == 40 and len(m.runs_ms) == 40
+                assert m.extra["passes"] == 2 and entry.median_ms == pytest.approx(
+                    sum(m.extra["pass_medians_ms"]) / 2)
             used = {a.split(" via ")[0].split("(")[-1] for a in report.servers_used}
             assert f"127.0.0.1:{servers[1].port}" in used
         if fault == signal.SIGKILL:

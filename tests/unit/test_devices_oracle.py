@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nasc.devices.oracle import Measurement, measure_vm, stats_ms, write_json_atomic
+from nasc.devices.oracle import Measurement, combine_passes, measure_vm, stats_ms, write_json_atomic
 from nasc.devices.settings import MeasureSettings
 from nasc.errors import MeasurementError
 
@@ -121,3 +121,31 @@ def test_settings_refuse_nonsense() -> None:
     with pytest.raises(ConfigError, match="noise_metric"):
         parse_config("[measure]\nnoise_metric = 'max'\n", "b.toml")
     assert parse_config("[measure]\nmax_cv = 0.2\n", "b.toml").measure.max_cv == 0.2
+    with pytest.raises(ConfigError, match="passes"):
+        parse_config("[measure]\npasses = 0\n", "b.toml")
+
+
+def _pass(runs_ms: list[float], noisy: bool = False) -> Measurement:
+    m = _measure(_ScriptedVM([[r * 1e-3 for r in runs_ms]]),
+                 MeasureSettings(warmup=0, number=1, repeat=len(runs_ms), max_cv=0.5))
+    return Measurement(**{**m.__dict__, "noisy": noisy})
+
+
+def test_passes_keep_the_median_of_pass_medians() -> None:
+    # the second pass fell in a slow minute: pooling every repeat would move the figure, the median of
+    # the three pass medians does not
+    steady, slow, again = _pass([1.0, 1.0, 1.02]), _pass([1.4, 1.41, 1.39]), _pass([1.01, 1.0, 1.0])
+    m = combine_passes([steady, slow, again])
+    assert m.median_ms == pytest.approx(1.0)
+    assert float(np.median(m.runs_ms)) > 1.0  # (the pooled median would not be 1.0)
+    assert m.runs_ms == steady.runs_ms + slow.runs_ms + again.runs_ms and m.repeat == 9
+    assert m.max_ms == pytest.approx(1.41) and m.min_ms == pytest.approx(1.0)
+    assert m.extra["passes"] == 3 and m.extra["pass_medians_ms"] == pytest.approx([1.0, 1.4, 1.0])
+    assert combine_passes([steady]) is steady
+
+
+def test_passes_are_noisy_when_most_were() -> None:
+    a, b, c = _pass([1.0, 1.0, 1.0], True), _pass([1.0, 1.0, 1.0], True), _pass([1.0, 1.0, 1.0])
+    assert combine_passes([a, b, c]).noisy and not combine_passes([a, c, c]).noisy
+    with pytest.raises(MeasurementError):
+        combine_passes([])
