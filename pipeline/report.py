@@ -376,6 +376,32 @@ def _where_rows(inputs: ReportInputs) -> list[tuple[str, str]]:
     return rows
 
 
+NAO_COUNTS = (("round", "round"), ("pool", "pool_size"), ("decoded", "decoded"), ("random", "random"))
+NAO_FIGURES = (("best predicted", "best_predicted_accuracy"), ("best decoded", "best_decoded_accuracy"),
+               ("best in pool", "best_evaluated_accuracy"), ("Kendall tau", "predictor_kendall_tau"),
+               ("decoder tokens", "epd_token_accuracy"))
+
+
+def _nao_rounds_table(search: SearchRecord) -> str:
+    """NAO's rounds from search.json: pool, new architectures, step sizes, predicted and scored accuracy, noise."""
+    rounds = [h["nao_round"] for h in search.history if isinstance(h.get("nao_round"), dict)]
+    if not rounds:
+        return _na("search.json records no NAO round (this search used another strategy or stopped before one)")
+    head = "".join(f"<th>{_e(title)}</th>" for title, _ in (*NAO_COUNTS, *NAO_FIGURES))
+    head += "<th>step sizes</th><th>noise</th>"
+    rows = []
+    for r in rounds:
+        cells = "".join(f"<td>{_e(r.get(key))}</td>" for _, key in NAO_COUNTS)
+        cells += "".join(f"<td>{_e(_num(r.get(key)))}</td>" for _, key in NAO_FIGURES)
+        noise = r.get("noise") or {}
+        published = noise.get("subsets_500_abs_diff")
+        noise_text = f"rescored ±{_num(noise.get('rescore_abs_diff'))}" + (
+            "" if published is None else f"; two 500-image subsets ±{_num(published)}")
+        steps = ", ".join(f"{x:g}" for x in r.get("step_sizes", []))
+        rows.append(f"<tr>{cells}<td>{_e(steps)}</td><td>{_e(noise_text)}</td></tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def _stage_table(stages: Sequence[StageFact]) -> str:
     if not stages:
         return _na("the caller gave no stage timings")
@@ -455,6 +481,12 @@ def render_report(inputs: ReportInputs) -> str:
         "search optimised); the chosen op is outlined. Tuning speeds ops up by different factors, so it can "
         "change which op a budget affords.", lambda: plot_layer_tuning(search, inputs.table),
         "untuned and tuned latency of each candidate op per layer"))
+    if search.strategy == "nao":
+        parts.append("<h3>4d. NAO rounds</h3><p class=\"sub\">Each round scores the pool with the shared weights, "
+                     "trains the encoder-predictor-decoder on it, moves the best architectures' embeddings along the "
+                     "predicted objective's gradient (step sizes grow until enough new architectures decode) and "
+                     "scores the new ones. Accuracies are validation accuracies with shared weights; the noise is "
+                     "the same architectures scored twice.</p>" + _nao_rounds_table(search))
     parts.append("</section>")
 
     parts.append("<section><h2>Compile</h2>")

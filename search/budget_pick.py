@@ -9,6 +9,9 @@ bin is then checked with the predictor's own figure for the whole network.
 
 Where the window is empty: the most probable architecture under T (the space holds nothing between
 fill * T and T, which the pick says), or, when nothing fits, the fastest one (the pick says so).
+
+A strategy that scores whole architectures (NAO's pool) is picked among them by the same rule
+(`pick_among`): the best score in the window, else the best under T.
 """
 
 from __future__ import annotations
@@ -100,6 +103,38 @@ def pick_within_budget(
                           space_max)
     return BudgetPick(fastest, space_min, budget_ms, fill, PICK_NOTHING_FITS, argmax, network_ms(argmax),
                       space_min, space_max)
+
+
+def pick_among(
+    scored: Sequence[tuple[tuple[str, ...], float]],
+    layer_ops: Sequence[Sequence[str]],
+    costs: LatencyCosts,
+    budget_ms: float,
+    network_ms: Callable[[tuple[str, ...]], float],
+    *,
+    fill: float = 0.9,
+) -> BudgetPick:
+    """Choose among scored architectures (ops, score; higher is better): the best in [fill * budget_ms,
+    budget_ms], else the best under budget_ms, else the space's fastest network; `argmax` is the best
+    scored one wherever it lands."""
+    if not 0 < fill <= 1:
+        raise ValueError(f"fill must be in (0, 1], got {fill}")
+    if not scored:
+        raise ValueError("no scored architectures to pick among")
+    ranked = sorted(scored, key=lambda item: -item[1])
+    argmax = ranked[0][0]
+    fastest, slowest = _per_layer(min, layer_ops, costs.layer_ms), _per_layer(max, layer_ops, costs.layer_ms)
+    space_min, space_max = network_ms(fastest), network_ms(slowest)
+    figures = (argmax, network_ms(argmax), space_min, space_max)
+    timed = [(ops, network_ms(ops)) for ops, _ in ranked]
+    for ops, ms in timed:
+        if fill * budget_ms <= ms <= budget_ms:
+            return BudgetPick(ops, ms, budget_ms, fill, PICK_IN_WINDOW, *figures)
+    for ops, ms in timed:
+        if ms <= budget_ms:
+            verdict = PICK_NOTHING_BIGGER if space_max < fill * budget_ms else PICK_GAP
+            return BudgetPick(ops, ms, budget_ms, fill, verdict, *figures)
+    return BudgetPick(fastest, space_min, budget_ms, fill, PICK_NOTHING_FITS, *figures)
 
 
 def _per_layer(pick: Callable[..., int], layer_ops: Sequence[Sequence[str]],

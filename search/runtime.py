@@ -22,7 +22,7 @@ from nasc.events import Progress, ProgressEvent, ignore_progress
 from nasc.latency import LatencyPredictor
 from nasc.typed_toml import to_plain
 
-from .budget_pick import pick_within_budget
+from .budget_pick import pick_among, pick_within_budget
 from .context import SearchContext
 from .data import count_classes, load_data
 from .objective import LatencyCosts, predicted_ms
@@ -174,17 +174,23 @@ class _Run:
         return self.finish()
 
     def derive(self) -> ArchSpec:
-        """The strategy's architecture, or with [search] derive = "budget" the most probable one that
-        spends the budget (budget_pick.py)."""
+        """The strategy's architecture, or with [search] derive = "budget" the most probable (or best
+        scored) one that spends the budget (budget_pick.py)."""
         arch = self.strategy.derive()
         s, ctx = self.settings, self.ctx
         if s.derive != "budget" or s.latency_ms is None:
             return arch
-        layers = ctx.space.layers()
-        pick = pick_within_budget(
-            [layer.ops for layer in layers], self.strategy.layer_scores(), ctx.costs, s.latency_ms,
-            lambda ops: predicted_ms(ArchSpec(ctx.space, ops), ctx.predictor), fill=s.budget_fill,
-        )
+        layer_ops = [layer.ops for layer in ctx.space.layers()]
+
+        def network_ms(ops: tuple[str, ...]) -> float:
+            return predicted_ms(ArchSpec(ctx.space, ops), ctx.predictor)
+
+        scored = self.strategy.scored_candidates()
+        if scored is None:
+            pick = pick_within_budget(layer_ops, self.strategy.layer_scores(), ctx.costs, s.latency_ms, network_ms,
+                                      fill=s.budget_fill)
+        else:
+            pick = pick_among(scored, layer_ops, ctx.costs, s.latency_ms, network_ms, fill=s.budget_fill)
         self.state.budget_pick = pick.to_dict()
         self.progress(ProgressEvent.note("search", f"derived {' '.join(pick.ops)}: {pick.message()}"))
         return ArchSpec(ctx.space, pick.ops)

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 OP_PATTERN = re.compile(r"^k(?P<kernel>[357])_e(?P<expand>[1-9])$")
 DEFAULT_OPS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "zero")
 # The registered strategies (nasc.search.strategies maps each to its module); settings check names here.
-STRATEGY_NAMES = ("proxyless",)
+STRATEGY_NAMES = ("proxyless", "nao")
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,55 @@ class ProxylessSettings:
 
 
 @dataclass(frozen=True)
+class NaoSettings:
+    """[search.nao]: Neural Architecture Optimization with weight sharing (Luo et al. 2018, NAO-WS).
+
+    A pool of architectures is scored with a shared supernet; an encoder maps each to a continuous
+    embedding, a predictor estimates its accuracy and device latency there, a decoder maps embeddings
+    back; gradient steps on the embeddings of the best ones decode into new architectures for the pool.
+    """
+
+    warmup_epochs: int = 4  # supernet epochs on the initial pool before the first round
+    rounds: int = 3  # score the pool, train encoder-predictor-decoder, propose, add to the pool
+    epochs_per_round: int = 2  # supernet epochs before each round (paths drawn from the pool)
+    initial_pool: int = 50  # random architectures to start from
+    seeds: int = 20  # the pool's best (objective) whose embeddings are optimised each round
+    new_per_round: int = 20  # new architectures each round adds
+    trade_off: float = 0.8  # lambda: lambda * predictor MSE + (1 - lambda) * reconstruction NLL (the paper's)
+    latency_weight: float = 2.0  # objective: predicted accuracy (0..1 over the pool) - weight * max(0, LAT/T - 1)
+    epd_epochs: int = 200  # encoder-predictor-decoder passes over the pool per round (continues the last round's)
+    epd_lr: float = 0.001
+    emb_size: int = 48  # token embedding; the published code's sizes
+    hidden_size: int = 96  # encoder and decoder LSTM
+    mlp_hidden: int = 64  # predictor MLP
+    max_step_tries: int = 12  # step sizes tried (growing) until new_per_round new architectures decode
+    fill_random: bool = True  # where fewer decode, fill the round's new architectures with random unseen ones
+    # Score candidates on the whole validation split (0), or on a fixed subset of this many images drawn with
+    # the seed (NAO-WS's published code scores each on one batch of 500, a noisy signal: search.json reports it).
+    eval_images: int = 0
+    final_init: Literal["scratch", "inherit"] = "scratch"
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_epochs", "eval_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("rounds", "epochs_per_round", "seeds", "new_per_round", "epd_epochs", "emb_size",
+                     "hidden_size", "mlp_hidden", "max_step_tries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.initial_pool < 3:
+            raise ValueError(f"initial_pool must be >= 3 (the predictor learns from the pool), got {self.initial_pool}")
+        if not 0 <= self.trade_off <= 1:
+            raise ValueError(f"trade_off must be in [0, 1], got {self.trade_off}")
+        if self.latency_weight < 0 or self.epd_lr <= 0:
+            raise ValueError("latency_weight must be >= 0 and epd_lr > 0")
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """[search]: what every strategy shares (budget, seed, training of the derived network, the space).
 
-    Each strategy's own settings live in its sub-table ([search.proxyless]).
+    Each strategy's own settings live in its sub-table ([search.proxyless], [search.nao]).
     """
 
     MOVED_KEYS: ClassVar[dict[str, str]] = {
@@ -134,6 +179,7 @@ class SearchSettings:
     budget_fill: float = 0.9
     space: SpaceSettings = field(default_factory=SpaceSettings)
     proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
+    nao: NaoSettings = field(default_factory=NaoSettings)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:

@@ -15,7 +15,7 @@ from ..context import SearchContext
 from ..settings import STRATEGY_NAMES
 from ..space import ArchSpec, Network
 
-MODULES = {"proxyless": "nasc.search.strategies.proxyless"}
+MODULES = {"proxyless": "nasc.search.strategies.proxyless", "nao": "nasc.search.strategies.nao"}
 assert tuple(MODULES) == STRATEGY_NAMES, "register a strategy in both places"
 
 
@@ -36,6 +36,11 @@ class Strategy(Protocol):
     def layer_scores(self) -> list[list[float]]:
         """Per searchable layer, a log-probability for each op (in the layer's op order): what the search
         believes of each choice, for the runtime's pick within the budget."""
+        ...
+
+    def scored_candidates(self) -> list[tuple[tuple[str, ...], float]] | None:
+        """Whole architectures the search scored (ops, score; higher is better) for the runtime to pick
+        among within the budget, or None: the runtime then picks by `layer_scores`."""
         ...
 
     def init_final(self, net: Network, arch: ArchSpec) -> None:

@@ -145,6 +145,9 @@ class Proxyless:
     def layer_scores(self) -> list[list[float]]:
         return [torch.log_softmax(m.alpha.detach(), dim=0).tolist() for m in self.supernet.mixed_ops()]
 
+    def scored_candidates(self) -> None:
+        return None  # the supernet's per-layer probabilities (layer_scores) are what it knows
+
     def init_final(self, net: Network, arch: ArchSpec) -> None:
         if self.settings.final_init == "inherit":
             inherit_weights(net, self.supernet, arch)

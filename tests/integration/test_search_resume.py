@@ -101,3 +101,37 @@ def test_a_fresh_run_into_a_folder_with_an_unfinished_search_is_refused(tmp_path
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "pass --resume to continue it" in err.decode()
+
+
+# A space of 192 networks: a pool of 8 leaves the decoder room to find new ones.
+NAO_PROJECT = tiny_project(seed=3, final_epochs=2, extra="""
+[search.nao]
+warmup_epochs = 1
+rounds = 2
+epochs_per_round = 1
+initial_pool = 8
+seeds = 4
+new_per_round = 4
+epd_epochs = 40
+""").replace("[search]\n", '[search]\nstrategy = "nao"\n', 1).replace(
+    'ops = ["k3_e3", "k5_e3", "zero"]', 'ops = ["k3_e3", "k5_e3", "k3_e6", "zero"]').replace(
+    "{channels = 16, depth = 1, stride = 2}", "{channels = 16, depth = 2, stride = 2}")
+
+
+def test_nao_killed_between_rounds_and_resumed_ends_identical(tmp_path: Path) -> None:
+    project = tmp_path / "build.toml"
+    project.write_text(NAO_PROJECT)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    _finish(_start(project, whole, resume=False))
+    on_disk = _kill_after(_start(project, killed, resume=False), killed, epochs=2)  # warm-up and round 1 done
+    assert on_disk in (2, 3)
+    _finish(_start(project, killed, resume=True))
+
+    a, b = (json.loads((d / "search.json").read_text()) for d in (whole, killed))
+    assert [h["stage"] for h in a["history"]] == ["warmup", "nao", "nao", "final", "final"]
+    rounds = [h["nao_round"] for h in a["history"] if "nao_round" in h]
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[-1]["pool_size"] > 8
+    assert b["history"] == a["history"]
+    a["result"].pop("out_dir"), b["result"].pop("out_dir")
+    assert b["result"] == a["result"]
+    assert (killed / "arch.json").read_text() == (whole / "arch.json").read_text()

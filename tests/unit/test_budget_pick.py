@@ -13,6 +13,7 @@ from nasc.search.budget_pick import (
     PICK_IN_WINDOW,
     PICK_NOTHING_BIGGER,
     PICK_NOTHING_FITS,
+    pick_among,
     pick_within_budget,
 )
 from nasc.search.objective import LatencyCosts
@@ -91,3 +92,30 @@ def test_window_empty_between_two_networks() -> None:
     pick = pick_within_budget([("k3_e3", "zero")], [[math.log(0.9), math.log(0.1)]], costs, 1.0,
                               lambda ops: 0.1 + (1.0 if ops[0] == "k3_e3" else 0.0))
     assert pick.verdict == PICK_GAP and pick.ops == ("zero",)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pick_among_scored_architectures_takes_the_best_in_the_window(seed: int) -> None:
+    costs, _ = _problem(seed)
+    ms = _network_ms(costs)
+    rng = random.Random(seed)
+    scored = [(tuple(rng.choice(OPS) for _ in range(5)), rng.random()) for _ in range(40)]
+    budget = sorted(ms(ops) for ops, _ in scored)[30]  # most fit; some land in the window
+    pick = pick_among(scored, [OPS] * 5, costs, budget, ms, fill=0.8)
+    window = [(ops, v) for ops, v in scored if 0.8 * budget <= ms(ops) <= budget]
+    assert window, "the case must have candidates in the window"
+    assert pick.verdict == PICK_IN_WINDOW and pick.ops == max(window, key=lambda item: item[1])[0]
+    assert pick.argmax_ops == max(scored, key=lambda item: item[1])[0]
+
+
+def test_pick_among_falls_back_to_the_best_under_the_budget_then_the_fastest() -> None:
+    costs, _ = _problem(0)
+    ms = _network_ms(costs)
+    small, big = ("zero",) * 4 + ("k3_e3",), ("k5_e6",) * 5
+    scored = [(big, 0.9), (small, 0.5)]
+    pick = pick_among(scored, [OPS] * 5, costs, ms(big) * 0.99, ms, fill=0.9)
+    assert pick.ops == small and pick.verdict in (PICK_GAP, PICK_NOTHING_BIGGER)
+    nothing = pick_among(scored, [OPS] * 5, costs, 1e-4, ms)
+    assert nothing.verdict == PICK_NOTHING_FITS and nothing.ops == ("zero",) * 5
+    with pytest.raises(ValueError, match="no scored"):
+        pick_among([], [OPS] * 5, costs, 1.0, ms)
