@@ -95,6 +95,11 @@ class Config:
         chain: list[Any] = [self]
         for part in parents:
             chain.append(getattr(chain[-1], part))
+        known = {f.name for f in dataclasses.fields(getattr(chain[-1], name))}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"command line: [{section}] has no key {', '.join(map(repr, unknown))}; its keys are "
+                              f"{', '.join(sorted(known))}")
         try:
             updated = dataclasses.replace(getattr(chain[-1], name), **changes)
             for owner, part in zip(reversed(chain), reversed([*parents, name]), strict=True):

@@ -382,11 +382,11 @@ NAO_FIGURES = (("best predicted", "best_predicted_accuracy"), ("best decoded", "
                ("decoder tokens", "epd_token_accuracy"))
 
 
-def _nao_rounds_table(search: SearchRecord) -> str:
+def _pool_rounds_table(search: SearchRecord) -> str:
     """NAO's rounds from search.json: pool, new architectures, step sizes, predicted and scored accuracy, noise."""
-    rounds = [h["nao_round"] for h in search.history if isinstance(h.get("nao_round"), dict)]
+    rounds = [h["pool_round"] for h in search.history if isinstance(h.get("pool_round"), dict)]
     if not rounds:
-        return _na("search.json records no NAO round (this search used another strategy or stopped before one)")
+        return _na("search.json records no round (this search used another strategy or stopped before one)")
     head = "".join(f"<th>{_e(title)}</th>" for title, _ in (*NAO_COUNTS, *NAO_FIGURES))
     head += "<th>step sizes</th><th>noise</th>"
     rows = []
@@ -481,12 +481,13 @@ def render_report(inputs: ReportInputs) -> str:
         "search optimised); the chosen op is outlined. Tuning speeds ops up by different factors, so it can "
         "change which op a budget affords.", lambda: plot_layer_tuning(search, inputs.table),
         "untuned and tuned latency of each candidate op per layer"))
-    if search.strategy == "nao":
-        parts.append("<h3>4d. NAO rounds</h3><p class=\"sub\">Each round scores the pool with the shared weights, "
-                     "trains the encoder-predictor-decoder on it, moves the best architectures' embeddings along the "
+    if search.strategy in ("nao", "random"):
+        parts.append("<h3>4d. Rounds</h3><p class=\"sub\">Each round scores the pool with the shared weights; NAO "
+                     "trains its encoder-predictor-decoder on it, moves the best architectures' embeddings along the "
                      "predicted objective's gradient (step sizes grow until enough new architectures decode) and "
-                     "scores the new ones. Accuracies are validation accuracies with shared weights; the noise is "
-                     "the same architectures scored twice.</p>" + _nao_rounds_table(search))
+                     "scores the new ones (random search: random new ones only). Accuracies are validation "
+                     "accuracies with shared weights; the noise is the same architectures scored twice.</p>"
+                     + _pool_rounds_table(search))
     parts.append("</section>")
 
     parts.append("<section><h2>Compile</h2>")

@@ -83,7 +83,7 @@ def _epoch_tag(record: Mapping[str, Any]) -> str:
 
 
 def _search_epochs(search: SearchRecord) -> list[dict[str, Any]]:
-    return [h for h in search.history if h.get("stage") in ("warmup", "search", "nao")]
+    return [h for h in search.history if h.get("stage") in ("warmup", "search", "nao", "random")]
 
 
 def _budget_line(ax: Axes, budget: float | None, vertical: bool = True) -> None:
@@ -115,7 +115,7 @@ def plot_candidates(search: SearchRecord, measure: MeasureReport | None) -> Figu
         step = max(1, len(tags) // 10)
         bar.set_ticks(list(range(0, len(tags), step)))
         bar.set_ticklabels([tags[i] for i in range(0, len(tags), step)])
-        bar.set_label("epoch (w = warm-up, s = search, n = NAO round)")
+        bar.set_label("epoch (w = warm-up, s = search, n = NAO round, r = random-search round)")
     if result is not None:
         ax.scatter([result.predicted_ms], [result.valid_accuracy], marker="*", s=260, color="#E24A33",
                    edgecolors="black", linewidths=0.6, zorder=4,

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 OP_PATTERN = re.compile(r"^k(?P<kernel>[357])_e(?P<expand>[1-9])$")
 DEFAULT_OPS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "zero")
 # The registered strategies (nasc.search.strategies maps each to its module); settings check names here.
-STRATEGY_NAMES = ("proxyless", "nao")
+STRATEGY_NAMES = ("proxyless", "nao", "random")
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,28 @@ class NaoSettings:
 
 
 @dataclass(frozen=True)
+class RandomSettings:
+    """[search.random]: random search with weight sharing (NAO's peer: the same pool and supernet, random new
+    architectures each round)."""
+
+    warmup_epochs: int = 4
+    rounds: int = 3
+    epochs_per_round: int = 2
+    initial_pool: int = 50
+    new_per_round: int = 20
+    eval_images: int = 0  # as [search.nao] eval_images
+    final_init: Literal["scratch", "inherit"] = "scratch"
+
+    def __post_init__(self) -> None:
+        NaoSettings(warmup_epochs=self.warmup_epochs, rounds=self.rounds, epochs_per_round=self.epochs_per_round,
+                    initial_pool=self.initial_pool, new_per_round=self.new_per_round, eval_images=self.eval_images)
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """[search]: what every strategy shares (budget, seed, training of the derived network, the space).
 
-    Each strategy's own settings live in its sub-table ([search.proxyless], [search.nao]).
+    Each strategy's own settings live in its sub-table ([search.proxyless], [search.nao], [search.random]).
     """
 
     MOVED_KEYS: ClassVar[dict[str, str]] = {
@@ -180,6 +198,7 @@ class SearchSettings:
     space: SpaceSettings = field(default_factory=SpaceSettings)
     proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
     nao: NaoSettings = field(default_factory=NaoSettings)
+    random: RandomSettings = field(default_factory=RandomSettings)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:

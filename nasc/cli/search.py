@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
 from nasc.cli.render import EventRenderer
@@ -72,7 +73,7 @@ def search_command(ctx: click.Context, device_name: str | None, strategy: str | 
         out.print(f"budget        {result.budget_ms:.4f} ms  {verdict}")
         pick = result.figures.get("budget_pick")
         if pick:
-            out.print(f"picked        {pick['message']}")
+            out.print(f"picked        {escape(pick['message'])}")
     out.print(f"test accuracy {result.test_accuracy:.4f}  (valid {result.valid_accuracy:.4f})")
     out.print(f"written       {result.arch_path}, {result.model_path}, {result.search_path}")
     console.print(f"[dim]{result.strategy} search took {time.monotonic() - started:.0f} s[/]")

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from nasc.cli import console, get_config, handles_errors, json_option, main, out, print_json
@@ -35,7 +36,7 @@ def summary_table(s: PipelineSummary) -> Table:
     else:
         verdict = "[green]met[/]" if s.meets_budget else "[bold red]NOT MET[/]"
         used = f" ({s.budget_used:.0%} of it)" if s.budget_used is not None else ""
-        note = f"\npicked: {s.budget_note}" if s.budget_note else ""
+        note = f"\npicked: {escape(s.budget_note)}" if s.budget_note else ""  # it names [search.space]
         table.add_row("budget", f"{_ms(s.budget_ms)} of the tuned artifact on the device: {verdict} by the "
                                 f"measured latency{used}{note}")
     detail = s.parity_detail

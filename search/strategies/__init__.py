@@ -15,7 +15,8 @@ from ..context import SearchContext
 from ..settings import STRATEGY_NAMES
 from ..space import ArchSpec, Network
 
-MODULES = {"proxyless": "nasc.search.strategies.proxyless", "nao": "nasc.search.strategies.nao"}
+MODULES = {"proxyless": "nasc.search.strategies.proxyless", "nao": "nasc.search.strategies.nao",
+           "random": "nasc.search.strategies.random_search"}
 assert tuple(MODULES) == STRATEGY_NAMES, "register a strategy in both places"
 
 

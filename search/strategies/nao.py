@@ -34,6 +34,7 @@ from ..context import SearchContext
 from ..data import Split
 from ..nao.epd import EPD, EpdSettings, Vocabulary, kendall_tau, propose, train_epd
 from ..objective import predicted_ms
+from ..settings import NaoSettings
 from ..space import ArchSpec, Network
 from ..supernet import Supernet, inherit_weights
 from ..training import accuracy, batches, cosine, set_lr, weight_step
@@ -45,9 +46,11 @@ NOISE_ARCHS = 3  # the pool's best, scored a second time each round
 class Nao:
     """The NAO strategy (see the module docstring)."""
 
-    def __init__(self, ctx: SearchContext) -> None:
+    stage = "nao"  # history records and progress of the rounds
+
+    def __init__(self, ctx: SearchContext, settings: NaoSettings | None = None) -> None:
         self.ctx = ctx
-        self.settings = ctx.settings.nao
+        self.settings = settings or ctx.settings.nao
         shared = ctx.settings
         self.layers = ctx.space.layers()
         self.supernet = Supernet(ctx.space, share_weights=True)
@@ -146,7 +149,7 @@ class Nao:
         warm = epoch < s.warmup_epochs
         train = batches(ctx.data.train, shared.batch_size, ctx.gen)
         total_steps = self.search_epochs * len(train)
-        stage = "warmup" if warm else "nao"
+        stage = "warmup" if warm else self.stage
         round_index = (epoch - s.warmup_epochs) // s.epochs_per_round
         label = f"epoch {epoch + 1}/{self.search_epochs}" + ("" if warm else f" (round {round_index + 1}/{s.rounds})")
         loss_sum = correct = seen = 0.0
@@ -174,34 +177,17 @@ class Nao:
         ctx, s = self.ctx, self.settings
         for n, arch in enumerate(self.pool):
             self.scores[arch] = self.score(arch)
-            ctx.progress(ProgressEvent("nao-score", n + 1, len(self.pool), label=f"round {index + 1}"))
-        scale_ms, weight = self._latency_scale()
-        tokens = torch.tensor([self.vocab.encode(a) for a in self.pool], dtype=torch.long)
-        raw = torch.tensor([self.scores[a] for a in self.pool], dtype=torch.float32)
-        low, high = float(raw.min()), float(raw.max())
-        acc = (raw - low) / max(high - low, 1e-6)
-        lat = torch.tensor([self.latency_ms(a) / scale_ms for a in self.pool], dtype=torch.float32)
-        ctx.progress(ProgressEvent.note("nao", f"round {index + 1}: training the encoder-predictor-decoder on "
-                                               f"{len(self.pool)} architectures"))
-        fit = train_epd(self.epd, tokens, acc, lat, self.epd_settings, ctx.gen, optimizer=self.epd_opt)
-        self.epd.eval()
-        with torch.no_grad():
-            predicted = self.epd.predict(self.epd.encode(tokens)[1])
-        tau = kendall_tau(predicted[:, 0].tolist(), acc.tolist())
-        true_objective = acc - weight * torch.relu(lat - 1)
-        seeds = tokens[torch.argsort(true_objective, descending=True)[: s.seeds]]
-        seen = {tuple(int(t) for t in row) for row in tokens}
-        proposals, steps = propose(self.epd, seeds, seen, s.new_per_round, weight, max_tries=s.max_step_tries)
-        decoded = [self.vocab.decode(p.tokens) for p in proposals]
+            ctx.progress(ProgressEvent(f"{self.stage}-score", n + 1, len(self.pool), label=f"round {index + 1}"))
+        decoded, figures = self._decode_new(index)
         explored = self._random_new(s.new_per_round - len(decoded), {*self.pool, *decoded}) if s.fill_random else []
         new = decoded + explored
         for n, arch in enumerate(new):
             ArchSpec(ctx.space, arch)  # the decoder masks what the space forbids; a slip is a bug, not a result
             self.scores[arch] = self.score(arch)
-            ctx.progress(ProgressEvent("nao-score", n + 1, len(new), label=f"round {index + 1}: new"))
+            ctx.progress(ProgressEvent(f"{self.stage}-score", n + 1, len(new), label=f"round {index + 1}: new"))
         self.pool.extend(new)
         if not self.pool:
-            raise SearchError("NAO's pool is empty")
+            raise SearchError(f"{self.stage}: the pool is empty")
         best_new = max(decoded, key=self.scores.__getitem__) if decoded else None
         summary = {
             "round": index + 1,
@@ -209,24 +195,49 @@ class Nao:
             "new": len(new),
             "decoded": len(decoded),
             "random": len(explored),
-            "step_sizes": [round(x, 6) for x in steps],
-            "epd_loss": round(fit.loss, 6),
-            "epd_predictor_mse": round(fit.predictor_mse, 6),
-            "epd_reconstruction_nll": round(fit.reconstruction_nll, 6),
-            "epd_token_accuracy": round(fit.token_accuracy, 6),
-            "predictor_kendall_tau": round(tau, 6),
-            "best_predicted_accuracy": (round(proposals[0].predicted[0] * (high - low) + low, 6)
-                                        if proposals else None),
+            **figures,
             "best_decoded_accuracy": round(self.scores[best_new], 6) if best_new else None,
             "best_evaluated_accuracy": round(max(self.scores[a] for a in self.pool), 6),
             "noise": self._noise(),
         }
         self.rounds.append(summary)
-        ctx.progress(ProgressEvent.note("nao", f"round {index + 1}: {len(decoded)} decoded, {len(explored)} random "
-                                               f"(step sizes "
-                                               f"{', '.join(f'{x:g}' for x in steps)}), pool {len(self.pool)}, best "
-                                               f"{summary['best_evaluated_accuracy']:.3f}"))
-        return {"nao_round": summary}
+        steps = ", ".join(f"{x:g}" for x in figures.get("step_sizes", []))
+        ctx.progress(ProgressEvent.note(self.stage, f"round {index + 1}: {len(decoded)} decoded"
+                                                    f"{f' (step sizes {steps})' if steps else ''}, {len(explored)} "
+                                                    f"random, pool {len(self.pool)}, best "
+                                                    f"{summary['best_evaluated_accuracy']:.3f}"))
+        return {"pool_round": summary}
+
+    def _decode_new(self, index: int) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
+        """Train the encoder-predictor-decoder on the scored pool and decode new architectures from the
+        best ones' stepped embeddings; returns them and the round's figures of the model."""
+        ctx, s = self.ctx, self.settings
+        scale_ms, weight = self._latency_scale()
+        tokens = torch.tensor([self.vocab.encode(a) for a in self.pool], dtype=torch.long)
+        raw = torch.tensor([self.scores[a] for a in self.pool], dtype=torch.float32)
+        low, high = float(raw.min()), float(raw.max())
+        acc = (raw - low) / max(high - low, 1e-6)
+        lat = torch.tensor([self.latency_ms(a) / scale_ms for a in self.pool], dtype=torch.float32)
+        ctx.progress(ProgressEvent.note(self.stage, f"round {index + 1}: training the encoder-predictor-decoder on "
+                                               f"{len(self.pool)} architectures"))
+        fit = train_epd(self.epd, tokens, acc, lat, self.epd_settings, ctx.gen, optimizer=self.epd_opt)
+        self.epd.eval()
+        with torch.no_grad():
+            predicted = self.epd.predict(self.epd.encode(tokens)[1])
+        true_objective = acc - weight * torch.relu(lat - 1)
+        seeds = tokens[torch.argsort(true_objective, descending=True)[: s.seeds]]
+        seen = {tuple(int(t) for t in row) for row in tokens}
+        proposals, steps = propose(self.epd, seeds, seen, s.new_per_round, weight, max_tries=s.max_step_tries)
+        return [self.vocab.decode(p.tokens) for p in proposals], {
+            "step_sizes": [round(x, 6) for x in steps],
+            "epd_loss": round(fit.loss, 6),
+            "epd_predictor_mse": round(fit.predictor_mse, 6),
+            "epd_reconstruction_nll": round(fit.reconstruction_nll, 6),
+            "epd_token_accuracy": round(fit.token_accuracy, 6),
+            "predictor_kendall_tau": round(kendall_tau(predicted[:, 0].tolist(), acc.tolist()), 6),
+            "best_predicted_accuracy": (round(proposals[0].predicted[0] * (high - low) + low, 6)
+                                        if proposals else None),
+        }
 
     def _random_new(self, count: int, taken: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
         """Up to `count` random architectures outside `taken` (the decoder, trained on a small pool, may map
@@ -269,7 +280,9 @@ class Nao:
             inherit_weights(net, self.supernet, arch)
 
     def result_figures(self) -> dict[str, Any]:
-        return {"pool_size": len(self.pool), "rounds": list(self.rounds),
+        pool = [{"ops": list(a), "valid_accuracy": round(v, 6), "predicted_ms": round(self.latency_ms(a), 6)}
+                for a, v in self.scored_candidates()]
+        return {"pool_size": len(self.pool), "rounds": list(self.rounds), "pool": pool,
                 "latency_weight": self._latency_scale()[1]}
 
 

@@ -66,3 +66,46 @@ def test_search_on_local_with_a_measured_table(tmp_path: Path) -> None:
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+NAO_SET = ["--set", "warmup_epochs=1", "--set", "rounds=2", "--set", "epochs_per_round=1", "--set", "initial_pool=8",
+           "--set", "new_per_round=4"]
+
+
+def test_nao_and_its_random_peer_search_on_local_and_pick_within_the_budget(tmp_path: Path) -> None:
+    from nasc.pipeline.report import _pool_rounds_table
+    from nasc.search.outputs import SearchRecord
+
+    (tmp_path / "build.toml").write_text(tiny_project(final_epochs=2))
+    _nasc(["lut", "build", "--device", "local"], tmp_path)
+    config = load_config(tmp_path / "build.toml")
+    predictor = device_predictor(config, config.device("local"))
+    for strategy, extra in (("nao", ["--set", "epd_epochs=40", "--set", "seeds=4"]), ("random", [])):
+        run = _nasc(["search", "--device", "local", "--strategy", strategy, *NAO_SET, *extra, "-o", strategy],
+                    tmp_path)
+        record = json.loads((tmp_path / strategy / "search.json").read_text())
+        assert [h["stage"] for h in record["history"]] == ["warmup", strategy, strategy, "final", "final"]
+        rounds = [h["pool_round"] for h in record["history"] if "pool_round" in h]
+        assert [r["pool_size"] for r in rounds] == [12, 16]  # 8, then 4 new per round
+        if strategy == "random":
+            assert all(r["decoded"] == 0 and r["random"] == 4 for r in rounds)
+        else:
+            assert all(r["decoded"] + r["random"] == 4 and r["step_sizes"] for r in rounds)
+            assert all(0 <= r["epd_token_accuracy"] <= 1 for r in rounds)
+        result = record["result"]
+        arch, _ = load_trained(tmp_path / strategy)
+        assert result["predicted_ms"] == predictor.network_ms(arch.blocks())
+        # the pick: the best scored architecture of the pool in [0.9 T, T] by the device's table, else the best
+        # under T
+        pool = result["figures"]["pool"]
+        assert len(pool) == 16 and result["figures"]["budget_pick"]["ops"] == list(arch.ops)
+        window = [p for p in pool if 0.9 * 0.05 <= p["predicted_ms"] <= 0.05] or [
+            p for p in pool if p["predicted_ms"] <= 0.05]
+        if window:
+            best = max(p["valid_accuracy"] for p in window)
+            assert next(p for p in pool if p["ops"] == list(arch.ops))["valid_accuracy"] == best
+            assert result["meets_budget"]
+        assert " ".join(result["figures"]["budget_pick"]["message"].split()) in " ".join(run.stdout.split())
+        assert rounds[-1]["best_evaluated_accuracy"] == max(p["valid_accuracy"] for p in pool)
+        table = _pool_rounds_table(SearchRecord.from_dict(record))
+        assert table.count("<tr>") == 3 and "<td>16</td>" in table

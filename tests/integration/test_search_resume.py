@@ -129,7 +129,7 @@ def test_nao_killed_between_rounds_and_resumed_ends_identical(tmp_path: Path) ->
 
     a, b = (json.loads((d / "search.json").read_text()) for d in (whole, killed))
     assert [h["stage"] for h in a["history"]] == ["warmup", "nao", "nao", "final", "final"]
-    rounds = [h["nao_round"] for h in a["history"] if "nao_round" in h]
+    rounds = [h["pool_round"] for h in a["history"] if "pool_round" in h]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[-1]["pool_size"] > 8
     assert b["history"] == a["history"]
     a["result"].pop("out_dir"), b["result"].pop("out_dir")

@@ -91,3 +91,12 @@ def test_relative_paths_resolve_against_project_folder(tmp_path: Path) -> None:
     config = load_config(tmp_path / "build.toml")
     assert config.output_dir() == tmp_path / "artifacts"
     assert config.cache_dir() == tmp_path / "c"
+
+
+def test_a_flag_setting_an_unknown_key_of_a_strategy_table_names_the_table_and_its_keys() -> None:
+    config = load_config(None)
+    with pytest.raises(ConfigError, match=r"\[search.random\] has no key 'seeds'; its keys are .*new_per_round"):
+        config.with_section("search.random", seeds=3)
+    assert config.with_section("search.nao", seeds=3).search.nao.seeds == 3
+    with pytest.raises(ConfigError, match=r"\[search.nao\] trade_off must be in \[0, 1\]"):
+        config.with_section("search.nao", trade_off=2.0)
