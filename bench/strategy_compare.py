@@ -70,7 +70,15 @@ def main() -> None:
                    "predicted_ms": run["predicted_ms"], "measured_ms": run["measured_ms"],
                    "meets_budget": run["meets_budget"], "note": run["budget_note"], "wall_s": wall,
                    "stages_s": _stage_seconds(run), "trials_spent": run["trials_spent"]}
+            search = json.loads((project / name / "search" / "search.json").read_text())
+            row["rounds"] = [h["pool_round"] for h in search["history"] if "pool_round" in h]
             rows.append(row)
+            for r in row["rounds"]:
+                noise = r["noise"]
+                print(f"  round {r['round']}: pool {r['pool_size']}, decoded {r['decoded']}, random {r['random']}, "
+                      f"best {r['best_evaluated_accuracy']:.4f}, tau pool {r.get('predictor_kendall_tau')}, "
+                      f"tau held-out {r.get('heldout_kendall_tau')}, steps {r.get('step_sizes')}, noise rescored "
+                      f"{noise['rescore_abs_diff']}, two 500-image subsets {noise['subsets_500_abs_diff']}")
             st = row["stages_s"]
             print(f"{name}: test acc {row['test_accuracy']:.4f}, measured {row['measured_ms']:.4f} ms "
                   f"(predicted {row['predicted_ms']:.4f}; {'within' if row['meets_budget'] else 'OVER'} budget), "

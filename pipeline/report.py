@@ -378,7 +378,8 @@ def _where_rows(inputs: ReportInputs) -> list[tuple[str, str]]:
 
 NAO_COUNTS = (("round", "round"), ("pool", "pool_size"), ("decoded", "decoded"), ("random", "random"))
 NAO_FIGURES = (("best predicted", "best_predicted_accuracy"), ("best decoded", "best_decoded_accuracy"),
-               ("best in pool", "best_evaluated_accuracy"), ("Kendall tau", "predictor_kendall_tau"),
+               ("best in pool", "best_evaluated_accuracy"), ("Kendall tau (pool)", "predictor_kendall_tau"),
+               ("Kendall tau (new, held out)", "heldout_kendall_tau"),
                ("decoder tokens", "epd_token_accuracy"))
 
 

@@ -33,6 +33,7 @@ from nasc.events import ProgressEvent
 from ..context import SearchContext
 from ..data import Split
 from ..nao.epd import EPD, EpdSettings, Vocabulary, kendall_tau, propose, train_epd
+from ..nao.equivalent import canonical, equivalents, interchangeable_runs
 from ..objective import predicted_ms
 from ..settings import NaoSettings
 from ..space import ArchSpec, Network
@@ -41,6 +42,7 @@ from ..training import accuracy, batches, cosine, set_lr, weight_step
 
 PUBLISHED_EVAL_IMAGES = 500  # NAO-WS's published code scores each candidate on one batch of this many
 NOISE_ARCHS = 3  # the pool's best, scored a second time each round
+EQUIVALENTS_PER_ARCH = 4  # equivalent encodings added to the encoder-predictor-decoder's training set, at most
 
 
 class Nao:
@@ -59,6 +61,7 @@ class Nao:
             weight_decay=shared.weight_decay,
         )
         self.vocab = Vocabulary([layer.ops for layer in self.layers])
+        self.runs = interchangeable_runs(self.layers)  # where equivalent encodings exist (equivalent.py)
         s = self.settings
         self.epd_settings = EpdSettings(emb_size=s.emb_size, hidden_size=s.hidden_size, mlp_hidden=s.mlp_hidden,
                                         trade_off=s.trade_off, lr=s.epd_lr, epochs=s.epd_epochs)
@@ -75,11 +78,7 @@ class Nao:
         """`initial_pool` distinct random architectures (fewer if the space holds fewer)."""
         total = math.prod(len(layer.ops) for layer in self.layers)
         want = min(self.settings.initial_pool, total)
-        pool: dict[tuple[str, ...], None] = {}
-        while len(pool) < want:
-            picks = [int(torch.randint(len(layer.ops), (1,), generator=self.ctx.gen)) for layer in self.layers]
-            pool.setdefault(tuple(layer.ops[i] for layer, i in zip(self.layers, picks, strict=True)), None)
-        return list(pool)
+        return self._random_new(want, set())
 
     def _eval_split(self) -> Split:
         """The validation split, or a fixed subset of eval_images of it (drawn with the seed, not the run's
@@ -185,6 +184,7 @@ class Nao:
             ArchSpec(ctx.space, arch)  # the decoder masks what the space forbids; a slip is a bug, not a result
             self.scores[arch] = self.score(arch)
             ctx.progress(ProgressEvent(f"{self.stage}-score", n + 1, len(new), label=f"round {index + 1}: new"))
+        heldout = self._heldout_tau(new)
         self.pool.extend(new)
         if not self.pool:
             raise SearchError(f"{self.stage}: the pool is empty")
@@ -196,6 +196,7 @@ class Nao:
             "decoded": len(decoded),
             "random": len(explored),
             **figures,
+            "heldout_kendall_tau": None if heldout is None else round(heldout, 6),
             "best_decoded_accuracy": round(self.scores[best_new], 6) if best_new else None,
             "best_evaluated_accuracy": round(max(self.scores[a] for a in self.pool), 6),
             "noise": self._noise(),
@@ -218,38 +219,65 @@ class Nao:
         low, high = float(raw.min()), float(raw.max())
         acc = (raw - low) / max(high - low, 1e-6)
         lat = torch.tensor([self.latency_ms(a) / scale_ms for a in self.pool], dtype=torch.float32)
+        # Augmented with equivalent encodings (same targets), as the paper augments with swapped branches.
+        extra = [(e, i) for i, a in enumerate(self.pool) for e in equivalents(a, self.runs, EQUIVALENTS_PER_ARCH)]
+        train_tokens = torch.cat([tokens, torch.tensor([self.vocab.encode(e) for e, _ in extra],
+                                                       dtype=torch.long).reshape(-1, tokens.shape[1])])
+        rows = torch.tensor([i for _, i in extra], dtype=torch.long)
         ctx.progress(ProgressEvent.note(self.stage, f"round {index + 1}: training the encoder-predictor-decoder on "
-                                               f"{len(self.pool)} architectures"))
-        fit = train_epd(self.epd, tokens, acc, lat, self.epd_settings, ctx.gen, optimizer=self.epd_opt)
+                                                    f"{len(self.pool)} architectures (+{len(extra)} equivalent "
+                                                    f"encodings)"))
+        fit = train_epd(self.epd, train_tokens, torch.cat([acc, acc[rows]]), torch.cat([lat, lat[rows]]),
+                        self.epd_settings, ctx.gen, optimizer=self.epd_opt)
         self.epd.eval()
         with torch.no_grad():
             predicted = self.epd.predict(self.epd.encode(tokens)[1])
         true_objective = acc - weight * torch.relu(lat - 1)
         seeds = tokens[torch.argsort(true_objective, descending=True)[: s.seeds]]
-        seen = {tuple(int(t) for t in row) for row in tokens}
+        seen = {tuple(int(t) for t in row) for row in train_tokens}
         proposals, steps = propose(self.epd, seeds, seen, s.new_per_round, weight, max_tries=s.max_step_tries)
-        return [self.vocab.decode(p.tokens) for p in proposals], {
+        known = {canonical(a, self.runs) for a in self.pool}
+        decoded = []
+        for proposal in proposals:  # an encoding equivalent to one of the pool (or to another new one) is not new
+            arch = self.vocab.decode(proposal.tokens)
+            if canonical(arch, self.runs) not in known:
+                known.add(canonical(arch, self.runs))
+                decoded.append(arch)
+        return decoded, {
             "step_sizes": [round(x, 6) for x in steps],
             "epd_loss": round(fit.loss, 6),
             "epd_predictor_mse": round(fit.predictor_mse, 6),
             "epd_reconstruction_nll": round(fit.reconstruction_nll, 6),
             "epd_token_accuracy": round(fit.token_accuracy, 6),
             "predictor_kendall_tau": round(kendall_tau(predicted[:, 0].tolist(), acc.tolist()), 6),
+            "equivalent_encodings": len(extra),
             "best_predicted_accuracy": (round(proposals[0].predicted[0] * (high - low) + low, 6)
                                         if proposals else None),
         }
 
+    def _heldout_tau(self, new: list[tuple[str, ...]]) -> float | None:
+        """Kendall tau between the predictor's accuracy and the shared-weight score of the round's new
+        architectures: none of them was in the pool the predictor was trained on."""
+        if len(new) < 2:
+            return None
+        with torch.no_grad():
+            tokens = torch.tensor([self.vocab.encode(a) for a in new], dtype=torch.long)
+            predicted = self.epd.predict(self.epd.encode(tokens)[1])[:, 0]
+        tau = kendall_tau(predicted.tolist(), [self.scores[a] for a in new])
+        return None if math.isnan(tau) else tau
+
     def _random_new(self, count: int, taken: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
-        """Up to `count` random architectures outside `taken` (the decoder, trained on a small pool, may map
-        every stepped embedding back onto the pool; exploring keeps the pool growing)."""
+        """Up to `count` random architectures none of `taken` is equivalent to (the decoder, trained on a small
+        pool, may map every stepped embedding back onto the pool; exploring keeps the pool growing)."""
         found: list[tuple[str, ...]] = []
+        known = {canonical(a, self.runs) for a in taken}
         for _ in range(50 * max(count, 0)):
             if len(found) == count:
                 break
             picks = [int(torch.randint(len(layer.ops), (1,), generator=self.ctx.gen)) for layer in self.layers]
             arch = tuple(layer.ops[i] for layer, i in zip(self.layers, picks, strict=True))
-            if arch not in taken:
-                taken.add(arch)
+            if canonical(arch, self.runs) not in known:
+                known.add(canonical(arch, self.runs))
                 found.append(arch)
         return found
 

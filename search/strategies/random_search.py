@@ -32,5 +32,8 @@ class RandomSearch(Nao):
     def _decode_new(self, index: int) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
         return [], {}
 
+    def _heldout_tau(self, new: list[tuple[str, ...]]) -> float | None:
+        return None  # no predictor
+
 
 STRATEGY = RandomSearch
