@@ -83,26 +83,9 @@ def pick_within_budget(
 ) -> BudgetPick:
     """Choose one op per layer: the highest summed score (log-probability) whose `network_ms` lies in
     [fill * budget_ms, budget_ms] (see the module docstring for the fallbacks)."""
-    if not 0 < fill <= 1:
-        raise ValueError(f"fill must be in (0, 1], got {fill}")
-    argmax = _per_layer(max, layer_ops, layer_scores)
-    fastest, slowest = _per_layer(min, layer_ops, costs.layer_ms), _per_layer(max, layer_ops, costs.layer_ms)
-    space_min, space_max = network_ms(fastest), network_ms(slowest)
-    candidates = _best_per_bin(layer_ops, layer_scores, costs.layer_ms)
-    under: tuple[float, tuple[str, ...], float] | None = None
-    for score, ops in candidates:  # highest score first
-        ms = network_ms(ops)
-        if fill * budget_ms <= ms <= budget_ms:
-            return BudgetPick(ops, ms, budget_ms, fill, PICK_IN_WINDOW, argmax, network_ms(argmax), space_min,
-                              space_max)
-        if ms <= budget_ms and under is None:
-            under = (score, ops, ms)
-    if under is not None:
-        verdict = PICK_NOTHING_BIGGER if space_max < fill * budget_ms else PICK_GAP
-        return BudgetPick(under[1], under[2], budget_ms, fill, verdict, argmax, network_ms(argmax), space_min,
-                          space_max)
-    return BudgetPick(fastest, space_min, budget_ms, fill, PICK_NOTHING_FITS, argmax, network_ms(argmax),
-                      space_min, space_max)
+    ranked = [ops for _, ops in _best_per_bin(layer_ops, layer_scores, costs.layer_ms)]  # highest score first
+    return _first_that_fits(ranked, _per_layer(max, layer_ops, layer_scores), layer_ops, costs, budget_ms,
+                            network_ms, fill)
 
 
 def pick_among(
@@ -117,23 +100,32 @@ def pick_among(
     """Choose among scored architectures (ops, score; higher is better): the best in [fill * budget_ms,
     budget_ms], else the best under budget_ms, else the space's fastest network; `argmax` is the best
     scored one wherever it lands."""
-    if not 0 < fill <= 1:
-        raise ValueError(f"fill must be in (0, 1], got {fill}")
     if not scored:
         raise ValueError("no scored architectures to pick among")
-    ranked = sorted(scored, key=lambda item: -item[1])
-    argmax = ranked[0][0]
+    ranked = [ops for ops, _ in sorted(scored, key=lambda item: -item[1])]
+    return _first_that_fits(ranked, ranked[0], layer_ops, costs, budget_ms, network_ms, fill)
+
+
+def _first_that_fits(ranked: Sequence[tuple[str, ...]], argmax: tuple[str, ...], layer_ops: Sequence[Sequence[str]],
+                     costs: LatencyCosts, budget_ms: float, network_ms: Callable[[tuple[str, ...]], float],
+                     fill: float) -> BudgetPick:
+    """The first of `ranked` (best first) in [fill * budget_ms, budget_ms], else the first under budget_ms,
+    else the space's fastest network, with the verdict that says which."""
+    if not 0 < fill <= 1:
+        raise ValueError(f"fill must be in (0, 1], got {fill}")
     fastest, slowest = _per_layer(min, layer_ops, costs.layer_ms), _per_layer(max, layer_ops, costs.layer_ms)
     space_min, space_max = network_ms(fastest), network_ms(slowest)
     figures = (argmax, network_ms(argmax), space_min, space_max)
-    timed = [(ops, network_ms(ops)) for ops, _ in ranked]
-    for ops, ms in timed:
+    under: tuple[tuple[str, ...], float] | None = None
+    for ops in ranked:
+        ms = network_ms(ops)
         if fill * budget_ms <= ms <= budget_ms:
             return BudgetPick(ops, ms, budget_ms, fill, PICK_IN_WINDOW, *figures)
-    for ops, ms in timed:
-        if ms <= budget_ms:
-            verdict = PICK_NOTHING_BIGGER if space_max < fill * budget_ms else PICK_GAP
-            return BudgetPick(ops, ms, budget_ms, fill, verdict, *figures)
+        if ms <= budget_ms and under is None:
+            under = (ops, ms)
+    if under is not None:
+        verdict = PICK_NOTHING_BIGGER if space_max < fill * budget_ms else PICK_GAP
+        return BudgetPick(under[0], under[1], budget_ms, fill, verdict, *figures)
     return BudgetPick(fastest, space_min, budget_ms, fill, PICK_NOTHING_FITS, *figures)
 
 
