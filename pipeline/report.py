@@ -380,6 +380,7 @@ NAO_COUNTS = (("round", "round"), ("pool", "pool_size"), ("decoded", "decoded"),
 NAO_FIGURES = (("best predicted", "best_predicted_accuracy"), ("best decoded", "best_decoded_accuracy"),
                ("best in pool", "best_evaluated_accuracy"), ("Kendall tau (pool)", "predictor_kendall_tau"),
                ("Kendall tau (new, held out)", "heldout_kendall_tau"),
+               ("latency head error (new, vs table)", "latency_head_mape"),
                ("decoder tokens", "epd_token_accuracy"))
 
 

@@ -237,13 +237,16 @@ class Nao:
         seen = {tuple(int(t) for t in row) for row in train_tokens}
         proposals, steps = propose(self.epd, seeds, seen, s.new_per_round, weight, max_tries=s.max_step_tries)
         known = {canonical(a, self.runs) for a in self.pool}
-        decoded = []
+        decoded, latency_errors = [], []
         for proposal in proposals:  # an encoding equivalent to one of the pool (or to another new one) is not new
             arch = self.vocab.decode(proposal.tokens)
             if canonical(arch, self.runs) not in known:
                 known.add(canonical(arch, self.runs))
                 decoded.append(arch)
+                table_ms = self.latency_ms(arch)  # the latency table's word, which the pick will use
+                latency_errors.append(abs(proposal.predicted[1] * scale_ms - table_ms) / table_ms)
         return decoded, {
+            "latency_head_mape": round(sum(latency_errors) / len(latency_errors), 6) if latency_errors else None,
             "step_sizes": [round(x, 6) for x in steps],
             "epd_loss": round(fit.loss, 6),
             "epd_predictor_mse": round(fit.predictor_mse, 6),

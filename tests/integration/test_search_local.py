@@ -95,6 +95,7 @@ def test_nao_and_its_random_peer_search_on_local_and_pick_within_the_budget(tmp_
         else:
             assert [r["decoded"] + r["random"] for r in rounds] == [4, 2] and all(r["step_sizes"] for r in rounds)
             assert all(r["equivalent_encodings"] > 0 for r in rounds)
+            assert all((r["latency_head_mape"] is None) == (r["decoded"] == 0) for r in rounds)
             assert all(0 <= r["epd_token_accuracy"] <= 1 for r in rounds)
             assert all(r["heldout_kendall_tau"] is None or -1 <= r["heldout_kendall_tau"] <= 1 for r in rounds)
         result = record["result"]
