@@ -45,7 +45,11 @@ def test_lut_build_resume_and_show(tmp_path: Path) -> None:
     assert blocks == ["head", "mbconv", "mbconv", "stem"]
     for entry in data["entries"]:
         m = entry["measurement"]
-        assert m["median_ms"] > 0 and m["repeat"] == 10 and m["number"] == 5 and m["device"] == "local"
+        # [measure] passes (3 by default): each block timed once per pass over the space, 10 repeats each; the
+        # median of the three pass medians is the entry
+        assert m["median_ms"] > 0 and m["repeat"] == 30 and m["number"] == 5 and m["device"] == "local"
+        passes = m["extra"]["pass_medians_ms"]
+        assert len(passes) == 3 and m["median_ms"] == sorted(passes)[1]
     assert Path(data["table"]) == tmp_path / "cache" / "latency.sqlite"
     table = runner.invoke(main, ["--config", str(project), "lut", "show"])
     assert table.exit_code == 0, table.output
