@@ -12,7 +12,8 @@ from typing import Any
 
 _KEY = re.compile(
     r"^(?P<op>[a-z_]+)-input:(?P<h>\d+)x(?P<w>\d+)x(?P<cin>\d+)-output:(?P<oh>\d+)x(?P<ow>\d+)x(?P<cout>\d+)"
-    r"-expand:(?P<expand>\d+)-kernel:(?P<kernel>\d+)-stride:(?P<stride>\d+)-idskip:(?P<idskip>[01])$"
+    r"-expand:(?P<expand>\d+)-kernel:(?P<kernel>\d+)-stride:(?P<stride>\d+)-idskip:(?P<idskip>[01])"
+    r"(?:-cell:(?P<cell>\S+))?$"
 )
 
 
@@ -21,7 +22,9 @@ class BlockSignature:
     """A block's op and every shape that decides its cost.
 
     ``op`` is a block family: ``mbconv`` (inverted residual), ``stem`` (conv-bn-relu6),
-    ``head`` (1x1 conv, global pool, linear to ``out_channels`` classes), ``zero`` (skipped layer).
+    ``head`` (1x1 conv, global pool, linear to ``out_channels`` classes), ``zero`` (skipped layer),
+    ``cell`` (a path-level multi-branch cell, written in ``cell`` in its compact string form; the key
+    ends in ``-cell:STRING`` so that the keys of the other families stay as they were).
     Spatial sizes are square (``in_size`` x ``in_size``); batch is 1.
     """
 
@@ -33,8 +36,13 @@ class BlockSignature:
     expand: int = 1
     stride: int = 1
     idskip: bool = False
+    cell: str = ""
 
     def __post_init__(self) -> None:
+        if (self.op == "cell") != bool(self.cell):
+            raise ValueError(f"block {self.op}: a cell block names its cell string, and only a cell block does")
+        if any(c.isspace() for c in self.cell):
+            raise ValueError(f"block {self.op}: the cell string {self.cell!r} holds white space")
         if self.in_channels < 1 or self.out_channels < 1 or self.in_size < 1:
             raise ValueError(f"block {self.op}: channels and size must be positive")
         if self.stride not in (1, 2):
@@ -57,6 +65,7 @@ class BlockSignature:
             f"{self.op}-input:{self.in_size}x{self.in_size}x{self.in_channels}"
             f"-output:{self.out_size}x{self.out_size}x{self.out_channels}"
             f"-expand:{self.expand}-kernel:{self.kernel}-stride:{self.stride}-idskip:{int(self.idskip)}"
+            + (f"-cell:{self.cell}" if self.cell else "")
         )
 
     @classmethod
@@ -75,11 +84,15 @@ class BlockSignature:
             expand=int(g["expand"]),
             stride=int(g["stride"]),
             idskip=g["idskip"] == "1",
+            cell=g["cell"] or "",
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (``cell`` only for a cell block, so other blocks' dicts stay as they were)."""
+        data = asdict(self)
+        if not self.cell:
+            del data["cell"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BlockSignature:

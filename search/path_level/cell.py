@@ -37,6 +37,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from nasc.signature import BlockSignature
+
 from ..settings import OP_PATTERN
 from ..space import ArchSpec, LayerSpec, SearchSpace
 
@@ -385,6 +387,21 @@ def layer_sites(layer: LayerSpec, tree: Tree) -> list[EdgeSite]:
         raise ValueError(f"{where}, cell {tree}: {err}") from None
 
 
+def cell_signature(layer: LayerSpec, cell: Tree) -> BlockSignature:
+    """The latency-table block that `cell` runs at `layer`.
+
+    A cell that is one MBConv edge (or ``zero``) is the space's own block, sharing the table entries of
+    ArchSpec networks; any other cell is a ``cell`` block keyed by its compact string, so each distinct
+    cell at each position is timed on its own: the table never sums a multi-branch cell from its parts,
+    since what fuses across the branches is the compiler's choice.
+    """
+    layer_sites(layer, cell)
+    if isinstance(cell, Edge) and cell.then is None and edge_op(cell.op).kind in ("mbconv", "zero"):
+        return layer.signature(cell.op)
+    return BlockSignature(op="cell", in_channels=layer.in_channels, out_channels=layer.out_channels,
+                          in_size=layer.in_size, stride=layer.stride, idskip=layer.residual, cell=str(cell))
+
+
 @dataclass(frozen=True)
 class PathArch:
     """A path-level network: `space` (stem, head, layer shapes and shortcuts) and one cell per layer."""
@@ -408,6 +425,12 @@ class PathArch:
         cells = list(self.cells)
         cells[layer] = cell
         return PathArch(self.space, tuple(cells))
+
+    def blocks(self) -> list[BlockSignature]:
+        """The blocks the network runs, in order: stem, each non-zero layer's block, head (as ArchSpec.blocks)."""
+        inner = [cell_signature(layer, cell) for layer, cell in zip(self.space.layers(), self.cells, strict=True)
+                 if not (isinstance(cell, Edge) and cell.op == "zero")]
+        return [self.space.stem_signature(), *inner, self.space.head_signature()]
 
     def cell_strings(self) -> list[str]:
         """Compact form per layer."""
