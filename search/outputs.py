@@ -17,7 +17,11 @@ from nasc.errors import InputError
 from nasc.fsutil import atomic_output, atomic_write_text
 from nasc.records import field_of, read_record
 
+from .path_level.cell import PATH_ARCH_FORMAT, PathArch
+from .path_level.modules import build_path
 from .space import ArchSpec, Network, build
+
+AnyArch = ArchSpec | PathArch  # one op per layer, or one path-level cell per layer
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SEARCH_JSON = "search.json"
@@ -52,7 +56,7 @@ class SearchResult:
     architecture was updated).
     """
 
-    arch: ArchSpec
+    arch: AnyArch
     strategy: str
     predicted_ms: float  # predictor.network_ms(arch.blocks())
     block_sum_ms: float  # sum of the blocks' predicted latencies
@@ -98,7 +102,7 @@ class SearchResult:
     def from_dict(cls, data: dict[str, Any], source: str | Path = SEARCH_JSON) -> SearchResult:
         """Inverse of :meth:`to_dict`; a missing or mistyped key is an InputError naming `source` and it."""
         try:
-            arch = ArchSpec.from_dict(field_of(data, "arch", dict, source), str(source))
+            arch = arch_from_dict(field_of(data, "arch", dict, source), str(source))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{source}: key 'result.arch' is not a valid architecture ({exc})") from None
         return cls(
@@ -166,24 +170,36 @@ class SearchRecord:
         return self.result
 
 
-def load_arch(path: str | Path) -> ArchSpec:
-    """Read arch.json; a bad file raises InputError naming it."""
+def arch_from_dict(data: dict[str, Any], source: str) -> AnyArch:
+    """An arch.json's content: a path-level network by its format key, else an ArchSpec."""
+    if data.get("format") == PATH_ARCH_FORMAT:
+        return PathArch.from_dict(data, source)
+    return ArchSpec.from_dict(data, source)
+
+
+def build_any(arch: AnyArch) -> Network:
+    """The trainable network of either kind of architecture."""
+    return build_path(arch) if isinstance(arch, PathArch) else build(arch)
+
+
+def load_arch(path: str | Path) -> AnyArch:
+    """Read arch.json (either kind); a bad file raises InputError naming it."""
     file = Path(path)
     try:
-        return ArchSpec.from_dict(json.loads(file.read_text()), str(file))
+        return arch_from_dict(json.loads(file.read_text()), str(file))
     except FileNotFoundError:
         raise InputError(f"{file}: no such file; run `nasc search` first or give the search's output folder") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{file}: not a valid arch.json ({exc})") from None
 
 
-def load_trained(out_dir: str | Path) -> tuple[ArchSpec, Network]:
+def load_trained(out_dir: str | Path) -> tuple[AnyArch, Network]:
     """The searched network of a search output folder, weights loaded, in eval mode (ready to export)."""
     folder = Path(out_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder; give the output folder of `nasc search` (-o)")
     arch = load_arch(folder / "arch.json")
-    net = build(arch)
+    net = build_any(arch)
     model = folder / "model.pt"
     if not model.is_file():
         raise InputError(f"{model}: no trained weights; the search in {folder} did not finish (run it with --resume)")
