@@ -153,6 +153,10 @@ class TablePredictor:
     def __len__(self) -> int:
         return len(self._block_ms)
 
+    def knows(self, block: BlockSignature) -> bool:
+        """Whether the table holds `block` (``zero`` costs nothing and is always known)."""
+        return block.op == "zero" or block.key() in self._block_ms
+
     def block_ms(self, block: BlockSignature) -> float:
         """Measured latency of one block (``zero`` costs 0)."""
         if block.op == "zero":
