@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.latency_table import LatencyTable
 from nasc.devices.predictor import TablePredictor, load_predictor
@@ -41,7 +43,9 @@ class MeasuringPredictor:
             config, device = self.config, self.device
             self.progress(ProgressEvent.note(LUT_STAGE, f"measuring {len(missing)} new block(s) on {device.name}: "
                                                         + ", ".join(b.cell or b.op for b in missing)))
-            with LatencyTable.in_cache(config.cache_dir(), self.toolchain) as table:
+            # Exporting a block seeds torch's global generator: keep the search's draws independent of which
+            # blocks the cache happened to hold (a resumed search must repeat an uninterrupted one).
+            with torch.random.fork_rng(devices=[]), LatencyTable.in_cache(config.cache_dir(), self.toolchain) as table:
                 build_table(device, missing, table, config.cache_dir(), config.measure, build_path_block,
                             tuning=table_tuning(config, device, config.table_trials()), progress=self.progress)
             self.table = load_predictor(config.cache_dir(), device, self.toolchain)

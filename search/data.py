@@ -64,6 +64,14 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def fixed_subset(self, count: int, seed: int) -> Split:
+        """The split itself (`count` 0, or at least its size), or `count` of its images drawn with `seed`
+        on a generator of their own: a scoring subset that stays fixed and never changes a run's draws."""
+        if count == 0 or count >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:count]
+        return Split(self.x[order], self.y[order])
+
 
 @dataclass(frozen=True)
 class Dataset:

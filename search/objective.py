@@ -15,6 +15,7 @@ import torch
 from nasc.errors import SearchError
 from nasc.latency import LatencyPredictor
 
+from .path_level.cell import PathArch
 from .settings import ProxylessSettings
 from .space import ArchSpec, SearchSpace
 
@@ -98,6 +99,19 @@ def rl_reward(accuracy: float, latency_ms: float, budget_ms: float | None, setti
     return accuracy - settings.latency_lambda * latency_ms / budget
 
 
-def predicted_ms(arch: ArchSpec, predictor: LatencyPredictor) -> float:
-    """The predictor's latency of a whole architecture."""
+def predicted_ms(arch: ArchSpec | PathArch, predictor: LatencyPredictor) -> float:
+    """The predictor's latency of a whole architecture (either kind: both list their blocks)."""
     return float(predictor.network_ms(arch.blocks()))
+
+
+def block_sum_ms(arch: ArchSpec | PathArch, predictor: LatencyPredictor) -> float:
+    """Sum of the predictor's latencies of the architecture's blocks (no fitted overhead).
+
+    Summed stem and head first, then the layers in order: the order of ``LatencyCosts.arch_ms``, so an
+    ArchSpec gets the very same float as before (a skipped layer there adds 0.0, which changes nothing).
+    """
+    blocks = arch.blocks()
+    total = float(predictor.block_ms(blocks[0])) + float(predictor.block_ms(blocks[-1]))
+    for block in blocks[1:-1]:
+        total += float(predictor.block_ms(block))
+    return total

@@ -1,10 +1,10 @@
 """The search runtime every strategy shares: data, seeding, checkpoint/resume, final training, outputs.
 
 A strategy (nasc.search.strategies) only searches: it runs its search epochs and derives an
-architecture. The runtime trains that architecture for ``final_epochs`` and writes arch.json,
-model.pt, search.json and checkpoint.pt. A checkpoint is written atomically after every epoch (RNG
-state included), so ``resume=True`` after a kill repeats at most the epoch in flight and ends in
-the same result as an uninterrupted run.
+architecture, an ArchSpec or a path-level PathArch. The runtime trains that architecture
+(``build_any``) for ``final_epochs`` and writes arch.json, model.pt, search.json and checkpoint.pt.
+A checkpoint is written atomically after every epoch (RNG state included), so ``resume=True`` after
+a kill repeats at most the epoch in flight and ends in the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -25,14 +25,25 @@ from nasc.typed_toml import to_plain
 from .budget_pick import pick_among, pick_within_budget
 from .context import SearchContext
 from .data import count_classes, load_data
-from .objective import LatencyCosts, predicted_ms
-from .outputs import CHECKPOINT_NAME, SearchRecord, SearchResult, atomic_json, atomic_torch_save, load_checkpoint
+from .objective import LatencyCosts, block_sum_ms, predicted_ms
+from .outputs import (
+    CHECKPOINT_NAME,
+    AnyArch,
+    SearchRecord,
+    SearchResult,
+    arch_from_dict,
+    atomic_json,
+    atomic_torch_save,
+    build_any,
+    load_checkpoint,
+)
+from .path_level.cell import PathArch
 from .settings import DataSettings, SearchSettings
-from .space import ArchSpec, Network, SearchSpace, build
+from .space import ArchSpec, Network, SearchSpace
 from .strategies import Strategy, create_strategy
 from .training import accuracy, batches, cosine, epoch_summary, set_lr, weight_step
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: the derived architecture as its arch.json dict (either kind), not a list of ops
 
 
 @dataclass
@@ -41,7 +52,7 @@ class _State:
 
     stage: str = "search"  # search -> final -> done
     next_epoch: int = 0
-    arch_ops: tuple[str, ...] | None = None
+    arch_json: str | None = None  # the derived architecture's to_dict(), as JSON (ArchSpec or PathArch)
     budget_pick: dict[str, Any] | None = None  # BudgetPick.to_dict() when the budget chose the architecture
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -83,7 +94,7 @@ class _Run:
                 "fingerprint": self.fingerprint,
                 "stage": st.stage,
                 "next_epoch": st.next_epoch,
-                "arch_ops": list(st.arch_ops) if st.arch_ops else None,
+                "arch": st.arch_json,
                 "history": json.dumps(st.history),
                 "budget_pick": json.dumps(st.budget_pick),
                 "gen_state": self.ctx.gen.get_state(),
@@ -104,20 +115,25 @@ class _Run:
         self.ctx.gen.set_state(ckpt["gen_state"])
         self.state = _State(
             stage=ckpt["stage"], next_epoch=ckpt["next_epoch"],
-            arch_ops=tuple(ckpt["arch_ops"]) if ckpt["arch_ops"] else None, history=json.loads(ckpt["history"]),
+            arch_json=ckpt["arch"], history=json.loads(ckpt["history"]),
             budget_pick=json.loads(ckpt.get("budget_pick", "null")),
         )
         if ckpt["final_net"] is not None:
-            self._make_final(ArchSpec(self.ctx.space, self.state.arch_ops or ()), init=False)
+            self._make_final(self.derived_arch(), init=False)
             assert self.net is not None and self.final_opt is not None
             self.net.load_state_dict(ckpt["final_net"])
             self.final_opt.load_state_dict(ckpt["final_opt"])
 
+    def derived_arch(self) -> AnyArch:
+        """The derived architecture the checkpoint holds (the search must have ended)."""
+        assert self.state.arch_json is not None
+        return arch_from_dict(json.loads(self.state.arch_json), str(self.checkpoint_path))
+
     # --- final training -----------------------------------------------------------------------
-    def _make_final(self, arch: ArchSpec, init: bool) -> None:
+    def _make_final(self, arch: AnyArch, init: bool) -> None:
         if init:
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.ctx.gen)))
-        self.net = build(arch)
+        self.net = build_any(arch)
         if init:
             self.strategy.init_final(self.net, arch)
         s = self.settings
@@ -164,7 +180,7 @@ class _Run:
                 self._write_record(None)
             arch = self.derive()
             self._make_final(arch, init=True)
-            st.stage, st.next_epoch, st.arch_ops = "final", 0, arch.ops
+            st.stage, st.next_epoch, st.arch_json = "final", 0, json.dumps(arch.to_dict())
             self.save()
         for epoch in range(st.next_epoch, s.final_epochs):
             self.final_epoch(epoch)
@@ -173,12 +189,17 @@ class _Run:
             self._write_record(None)
         return self.finish()
 
-    def derive(self) -> ArchSpec:
+    def derive(self) -> AnyArch:
         """The strategy's architecture, or with [search] derive = "budget" the most probable (or best
-        scored) one that spends the budget (budget_pick.py)."""
+        scored) one that spends the budget (budget_pick.py). The pick chooses one op per layer of the
+        space, so a grown path-level network is returned as the strategy derived it."""
         arch = self.strategy.derive()
         s, ctx = self.settings, self.ctx
         if s.derive != "budget" or s.latency_ms is None:
+            return arch
+        if isinstance(arch, PathArch):
+            self.progress(ProgressEvent.note("search", f"derived {arch} as grown: derive = \"budget\" picks among "
+                                                       "one-op-per-layer architectures, not path-level networks"))
             return arch
         layer_ops = [layer.ops for layer in ctx.space.layers()]
 
@@ -196,16 +217,16 @@ class _Run:
         return ArchSpec(ctx.space, pick.ops)
 
     def finish(self) -> SearchResult:
-        assert self.net is not None and self.state.arch_ops is not None
+        assert self.net is not None and self.state.arch_json is not None
         ctx = self.ctx
-        arch = ArchSpec(ctx.space, self.state.arch_ops)
+        arch = self.derived_arch()
         predicted = predicted_ms(arch, ctx.predictor)
         budget = self.settings.latency_ms
         result = SearchResult(
             arch=arch,
             strategy=self.settings.strategy,
             predicted_ms=predicted,
-            block_sum_ms=ctx.costs.arch_ms(ctx.space, arch.ops),
+            block_sum_ms=block_sum_ms(arch, ctx.predictor),
             budget_ms=budget,
             meets_budget=None if budget is None else predicted <= budget,
             test_accuracy=accuracy(self.net, ctx.data.test),
@@ -261,7 +282,7 @@ def run_search(
 ) -> SearchResult:
     """Search with `settings.strategy` on [data] for `predictor`'s device; train the result and save it.
 
-    Writes arch.json, model.pt (state dict of `build(arch)`), search.json and checkpoint.pt into
+    Writes arch.json, model.pt (state dict of `build_any(arch)`), search.json and checkpoint.pt into
     `out_dir`. With `resume`, continues from checkpoint.pt.
     """
     if not isinstance(predictor, LatencyPredictor):

@@ -9,7 +9,13 @@ from typing import ClassVar, Literal
 OP_PATTERN = re.compile(r"^k(?P<kernel>[357])_e(?P<expand>[1-9])$")
 DEFAULT_OPS = ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "zero")
 # The registered strategies (nasc.search.strategies maps each to its module); settings check names here.
-STRATEGY_NAMES = ("proxyless", "nao", "random")
+STRATEGY_NAMES = ("proxyless", "nao", "random", "path-level")
+
+
+def strategy_table(name: str) -> str:
+    """The build.toml table of strategy `name`'s own settings: ``search.<name>`` with dashes as underscores
+    (``path-level`` -> ``search.path_level``, the field of SearchSettings; TOML reads either spelling)."""
+    return "search." + name.replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -167,11 +173,70 @@ class RandomSettings:
                     initial_pool=self.initial_pool, new_per_round=self.new_per_round, eval_images=self.eval_images)
 
 
+START_KEYWORD = "mobilenetv2"
+UNIFORM_PREFIX = "uniform:"
+
+
+@dataclass(frozen=True)
+class PathLevelSettings:
+    """[search.path_level]: path-level network transformation (Cai et al., ICML 2018), hardware-aware.
+
+    A start network is trained, then grown one function-preserving move per round: a policy samples
+    `moves_per_round` moves on the current network, each is applied to a copy (inherited weights),
+    fine-tuned `finetune_steps` steps and scored by ``tan(accuracy * pi / 2)`` penalised by its predicted
+    latency over [search] latency_ms; the current network gets the same fine-tune, and the best candidate
+    replaces it only if it scores higher. Moves only ever grow a network, so the start should sit under the
+    budget: the search spends the rest of it.
+    """
+
+    # "mobilenetv2": every layer the space's MBConv op with the smallest kernel, then the largest expansion
+    # (k3_e6, MobileNetV2's block, in the default space; an op of the space, so the latency table holds it);
+    # "uniform:CELL": every layer CELL (a cell string, e.g. "uniform:k3_e3"); else one cell string per
+    # searchable layer, separated by spaces ("k3_e6 zero add(sep3,identity) ..."; zero on residual layers).
+    start: str = START_KEYWORD
+    start_epochs: int = 4  # training epochs of the start network (SGD, [search] weight_lr, cosine) before round 1
+    rounds: int = 4  # each grows the current network by at most one move
+    moves_per_round: int = 4  # networks sampled per round, each one move from the current one (a policy batch)
+    finetune_steps: int = 20  # SGD steps of each candidate (and of the current network) before it is scored
+    finetune_lr: float = 0.01  # constant, momentum 0.9: a short fine-tune of inherited weights, not a restart
+    # Score on the whole validation split (0), or on a fixed subset of this many images drawn with the seed.
+    eval_images: int = 0
+    policy: Literal["controller", "random"] = "controller"  # the Tree-LSTM meta-controller or uniform moves
+    penalty: Literal["mul", "hinge"] = "mul"  # reward * (T/LAT)^weight, or reward - weight*(LAT/T - 1), over T
+    penalty_weight: float = 1.0
+    stretch: bool = True  # reward from tan(accuracy * pi / 2) (the official code's), else the accuracy itself
+    perturb_scale: float = 0.01  # symmetry-breaking noise on touched convs, times their RMS (after the check)
+    bn_batches: int = 2  # training batches that set new BatchNorms and check that a move keeps the function
+    controller_lr: float = 6e-3  # Adam on the controller (the official code's; 0: a controller that never learns)
+    entropy_weight: float = 1e-2  # REINFORCE entropy bonus
+    baseline_step: float = 0.95  # baseline += baseline_step * (batch mean reward - baseline)
+
+    def __post_init__(self) -> None:
+        text = self.start.strip()
+        if not text or text.removeprefix(UNIFORM_PREFIX).strip() == "":
+            raise ValueError(f"start must be {START_KEYWORD!r}, 'uniform:CELL' or one cell string per layer, "
+                             f"got {self.start!r}")
+        for name in ("start_epochs", "rounds", "eval_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("moves_per_round", "finetune_steps", "bn_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_lr <= 0:
+            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
+        for name in ("penalty_weight", "perturb_scale", "controller_lr", "entropy_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.baseline_step <= 1:
+            raise ValueError(f"baseline_step must be in (0, 1], got {self.baseline_step}")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """[search]: what every strategy shares (budget, seed, training of the derived network, the space).
 
-    Each strategy's own settings live in its sub-table ([search.proxyless], [search.nao], [search.random]).
+    Each strategy's own settings live in its sub-table ([search.proxyless], [search.nao], [search.random],
+    [search.path_level]).
     """
 
     MOVED_KEYS: ClassVar[dict[str, str]] = {
@@ -193,12 +258,15 @@ class SearchSettings:
     table_trials: int | None = None
     # "budget": the most probable architecture whose predicted latency lands in [budget_fill * T, T]
     # (budget_pick.py); "argmax": the strategy's own pick, wherever it lands.
+    # A strategy that grows a path-level network (path-level) returns it as derived: the pick is among
+    # one-op-per-layer architectures only.
     derive: Literal["budget", "argmax"] = "budget"
     budget_fill: float = 0.9
     space: SpaceSettings = field(default_factory=SpaceSettings)
     proxyless: ProxylessSettings = field(default_factory=ProxylessSettings)
     nao: NaoSettings = field(default_factory=NaoSettings)
     random: RandomSettings = field(default_factory=RandomSettings)
+    path_level: PathLevelSettings = field(default_factory=PathLevelSettings)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:

@@ -15,6 +15,7 @@ from nasc.cli.render import EventRenderer
 from nasc.errors import ConfigError
 from nasc.pipeline.export import export_search
 from nasc.pipeline.search import search_on_device
+from nasc.search.settings import strategy_table
 from nasc.search.strategies import MODULES
 
 
@@ -58,7 +59,7 @@ def search_command(ctx: click.Context, device_name: str | None, strategy: str | 
     model.pt and search.json."""
     config = get_config(ctx).with_section("search", strategy=strategy, latency_ms=latency_ms,
                                           final_epochs=final_epochs, seed=seed)
-    config = config.with_section(f"search.{config.search.strategy}", **strategy_settings(strategy_values))
+    config = config.with_section(strategy_table(config.search.strategy), **strategy_settings(strategy_values))
     device = config.device(device_name)
     started = time.monotonic()
     with EventRenderer(console) as render:

@@ -15,6 +15,7 @@ from nasc.cli.search import strategy_settings
 from nasc.pipeline.config import load_config
 from nasc.pipeline.measure import compile_settings_for
 from nasc.pipeline.search_and_compile import PipelineRequest, PipelineSummary, default_out_dir, search_and_compile
+from nasc.search.settings import strategy_table
 from nasc.search.strategies import MODULES
 
 
@@ -99,7 +100,7 @@ def search_and_compile_command(ctx: click.Context, device_name: str | None, late
     """
     config = load_config(config_path) if config_path else get_config(ctx)
     config = config.with_section("search", strategy=strategy, latency_ms=latency_ms, final_epochs=epochs, seed=seed)
-    config = config.with_section(f"search.{config.search.strategy}", **strategy_settings(strategy_values))
+    config = config.with_section(strategy_table(config.search.strategy), **strategy_settings(strategy_values))
     config = config.with_section("data", source=data_source)
     compile_settings = (compile_settings_for(config.compile, tuned=True) if trials is None
                         else dataclasses.replace(config.compile, trials=trials))

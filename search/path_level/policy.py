@@ -4,7 +4,8 @@ A policy proposes moves on a PathArch and learns from rewards. ``sample(arch, k)
 independently (a batch for one update; the official code trains on batches of 10 networks); a
 chain of moves is drawn one ``sample(current, 1)`` at a time, applying each before the next.
 ``update(episodes, rewards)`` takes one reward per episode, an episode being the steps that made
-one rewarded network.
+one rewarded network. ``checkpoint()`` / ``restore(state)`` carry everything a resumed search needs to
+draw and learn as an uninterrupted one would (tensors and plain values: checkpoints load weights-only).
 
 A Step records the arch it was drawn on, so a learning policy recomputes its log-probabilities at
 update time instead of keeping autograd graphs alive through the fine-tuning and measuring that
@@ -13,11 +14,12 @@ come between a draw and its reward; the draw-time figures stay for records.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cell import PathArch
 from .moves import Move, legal_moves
@@ -45,6 +47,14 @@ class Policy(Protocol):
         """Learn from one reward per episode."""
         ...
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The policy's whole state (parameters, optimiser, baseline, random generator)."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        ...
+
 
 class RandomPolicy:
     """Uniform over the legal moves of the arch at hand; learns nothing. The paper's random-search baseline,
@@ -65,3 +75,12 @@ class RandomPolicy:
         """Nothing to learn; the lengths are still checked, as a learning policy would."""
         if len(episodes) != len(rewards):
             raise ValueError(f"{len(episodes)} episodes but {len(rewards)} rewards")
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The generator's state, as JSON (a string loads weights-only)."""
+        return {"rng": json.dumps(self.rng.getstate())}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`checkpoint`."""
+        version, internal, gauss = json.loads(state["rng"])
+        self.rng.setstate((version, tuple(internal), gauss))

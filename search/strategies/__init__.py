@@ -1,7 +1,10 @@
 """The search strategies, by name: each module defines ``STRATEGY``, a class built from a SearchContext.
 
 Modules are imported only when their strategy is asked for. A strategy searches (its epochs, then
-``derive``); the runtime owns data, checkpoints, the final training and the outputs.
+``derive``); the runtime owns data, checkpoints, the final training and the outputs. ``derive`` gives
+an ArchSpec (one op per layer of the space) or a PathArch (a grown path-level network, path-level):
+the runtime picks within the budget only among the former, and asks ``layer_scores`` and
+``scored_candidates`` only then.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from typing import Any, Protocol
 from nasc.errors import ConfigError
 
 from ..context import SearchContext
+from ..outputs import AnyArch
 from ..settings import STRATEGY_NAMES
-from ..space import ArchSpec, Network
+from ..space import Network
 
 MODULES = {"proxyless": "nasc.search.strategies.proxyless", "nao": "nasc.search.strategies.nao",
-           "random": "nasc.search.strategies.random_search"}
+           "random": "nasc.search.strategies.random_search", "path-level": "nasc.search.strategies.path_level"}
 assert tuple(MODULES) == STRATEGY_NAMES, "register a strategy in both places"
 
 
@@ -30,7 +34,7 @@ class Strategy(Protocol):
         valid_accuracy, and the strategy's own figures)."""
         ...
 
-    def derive(self) -> ArchSpec:
+    def derive(self) -> AnyArch:
         """The architecture the search chose."""
         ...
 
@@ -44,8 +48,9 @@ class Strategy(Protocol):
         among within the budget, or None: the runtime then picks by `layer_scores`."""
         ...
 
-    def init_final(self, net: Network, arch: ArchSpec) -> None:
-        """Initialise the derived network before its final training (e.g. inherit searched weights)."""
+    def init_final(self, net: Network, arch: AnyArch) -> None:
+        """Initialise the derived network (``build_any(arch)``) before its final training (e.g. inherit
+        searched weights)."""
         ...
 
     def result_figures(self) -> dict[str, Any]:

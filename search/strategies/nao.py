@@ -83,11 +83,7 @@ class Nao:
     def _eval_split(self) -> Split:
         """The validation split, or a fixed subset of eval_images of it (drawn with the seed, not the run's
         generator, so it never changes the run's draws)."""
-        valid, n = self.ctx.data.valid, self.settings.eval_images
-        if n == 0 or n >= len(valid):
-            return valid
-        order = torch.randperm(len(valid), generator=torch.Generator().manual_seed(self.ctx.settings.seed))[:n]
-        return Split(valid.x[order], valid.y[order])
+        return self.ctx.data.valid.fixed_subset(self.settings.eval_images, self.ctx.settings.seed)
 
     # --- resume -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -135,3 +135,35 @@ def test_nao_killed_between_rounds_and_resumed_ends_identical(tmp_path: Path) ->
     a["result"].pop("out_dir"), b["result"].pop("out_dir")
     assert b["result"] == a["result"]
     assert (killed / "arch.json").read_text() == (whole / "arch.json").read_text()
+
+
+PATH_LEVEL_PROJECT = tiny_project(seed=4, final_epochs=2, extra="""
+[search.path_level]
+start_epochs = 1
+rounds = 3
+moves_per_round = 3
+finetune_steps = 6
+""").replace("[search]\n", '[search]\nstrategy = "path-level"\n', 1)
+
+
+def test_path_level_killed_between_rounds_and_resumed_ends_identical(tmp_path: Path) -> None:
+    project = tmp_path / "build.toml"
+    project.write_text(PATH_LEVEL_PROJECT)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    _finish(_start(project, whole, resume=False))
+    on_disk = _kill_after(_start(project, killed, resume=False), killed, epochs=2)  # start epoch and round 1 done
+    assert on_disk in (2, 3)
+    _finish(_start(project, killed, resume=True))
+
+    a, b = (json.loads((d / "search.json").read_text()) for d in (whole, killed))
+    assert [h["stage"] for h in a["history"]] == ["warmup"] + ["path-level"] * 3 + ["final"] * 2
+    rounds = [h["path_round"] for h in a["history"] if "path_round" in h]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    assert b["history"] == a["history"]
+    a["result"].pop("out_dir"), b["result"].pop("out_dir")
+    assert b["result"] == a["result"]
+    assert json.loads((whole / "arch.json").read_text())["format"] == "path-level/1"
+    assert (killed / "arch.json").read_text() == (whole / "arch.json").read_text()
+    wa = torch.load(whole / "model.pt", weights_only=True)
+    wb = torch.load(killed / "model.pt", weights_only=True)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -34,9 +34,19 @@ def test_search_on_an_unknown_device_is_refused(cache: Path) -> None:
 
 @pytest.mark.parametrize(("args", "section"), [(["--latency-ms", "0"], "[search]"),
                                                (["--set", "epochs=-1"], "[search.proxyless]"),
-                                               (["--set", "no_such_key=1"], "[search.proxyless]")])
+                                               (["--set", "no_such_key=1"], "[search.proxyless]"),
+                                               (["--strategy", "path-level", "--set", "rounds=-1"],
+                                                "[search.path_level] rounds must be >= 0"),
+                                               (["--strategy", "path-level", "--set", "epochs=3"],
+                                                "[search.path_level] has no key 'epochs'")])
 def test_bad_flag_values_are_config_errors(cache: Path, args: list[str], section: str) -> None:
     result = CliRunner().invoke(main, ["search", *args])
     assert result.exit_code == ConfigError.exit_code, result.output
     assert ConfigError.exit_code != 2  # click's own usage errors exit 2
     assert section in result.output
+
+
+def test_every_registered_strategy_is_offered(cache: Path) -> None:
+    result = CliRunner().invoke(main, ["search", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "nao|path-level|proxyless|random" in result.output

@@ -12,9 +12,11 @@ import torch
 from search_fakes import MacsPredictor
 
 from nasc.pipeline.config import Config, parse_config
-from nasc.search.objective import LatencyCosts, expected_latency_ms, latency_loss, rl_reward
+from nasc.search.objective import LatencyCosts, block_sum_ms, expected_latency_ms, latency_loss, rl_reward
+from nasc.search.path_level.cell import PathArch
 from nasc.search.runtime import run_search, search_space
 from nasc.search.settings import ProxylessSettings
+from nasc.search.space import ArchSpec
 
 TINY_TOML = """
 [search]
@@ -118,3 +120,16 @@ def test_tight_budget_moves_the_architecture_toward_cheaper_ops(
     # a tenth of the way from the uniform mix toward the cheapest network, and below the search without budget
     assert budget[-1] < uniform - 0.1 * (uniform - costs.fixed_ms)
     assert budget[-1] < free[-1]
+
+
+def test_block_sum_is_the_cost_tables_sum_for_either_kind_of_network() -> None:
+    config = tiny_config()
+    space = search_space(config.search, config.data, num_classes=10)
+    predictor = MacsPredictor()
+    costs = LatencyCosts.from_predictor(space, predictor)
+    for ops in (("k3_e3", "zero", "k7_e6", "zero"), ("k7_e6", "k3_e3", "k3_e3", "k7_e6")):
+        arch = ArchSpec(space, ops)
+        assert block_sum_ms(arch, predictor) == costs.arch_ms(space, ops)  # the very same float as before
+        assert block_sum_ms(PathArch.from_arch(arch), predictor) == costs.arch_ms(space, ops)
+    grown = PathArch.from_strings(space, ["add(k3_e3,k3_e3)", "zero", "k7_e6", "zero"])
+    assert block_sum_ms(grown, predictor) > costs.arch_ms(space, ("k3_e3", "zero", "k7_e6", "zero"))
