@@ -28,6 +28,7 @@ from nasc.compiler.verify import ParityReport
 from nasc.devices.spec import DeviceSpec
 from nasc.fsutil import atomic_write_text, sha256_file
 from nasc.search.outputs import SearchRecord, SearchResult
+from nasc.search.path_level.cell import PathArch
 
 from .measure import MEASURE_JSON, MeasureReport
 from .report_plots import (
@@ -404,6 +405,37 @@ def _pool_rounds_table(search: SearchRecord) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _cells_table(arch: PathArch) -> str:
+    """A path-level network layer by layer: shapes, shortcut and the cell."""
+    rows = "".join(
+        f"<tr><td>{layer.index}</td><td>{layer.in_channels} → {layer.out_channels}</td><td>{layer.in_size}</td>"
+        f"<td>{layer.stride}</td><td>{'yes' if layer.residual else 'no'}</td>"
+        f'<td class="mono">{_e(cell)}</td></tr>' for layer, cell in zip(arch.space.layers(), arch.cells, strict=True))
+    return ("<table><tr><th>layer</th><th>channels</th><th>input size</th><th>stride</th><th>shortcut</th>"
+            f"<th>cell</th></tr>{rows}</table>")
+
+
+def _path_rounds_table(search: SearchRecord) -> str:
+    """The path-level rounds from search.json: moves tried, the best one, and whether it replaced the network."""
+    rounds = [h["path_round"] for h in search.history if isinstance(h.get("path_round"), dict)]
+    if not rounds:
+        return _na("search.json records no round (the search stopped before one)")
+    rows = []
+    for r in rounds:
+        moves = r.get("moves") or []
+        best = moves[r["best_index"]] if moves and isinstance(r.get("best_index"), int) else {}
+        current = r.get("current") or {}
+        verdict = _badge(r.get("accepted") is not None, "accepted", "rejected")
+        rows.append(
+            f"<tr><td>{_e(r.get('round'))}</td><td>{_e(len(moves))}</td><td>{_e(best.get('move', '-'))}</td>"
+            f"<td>{_e(_num(best.get('valid_accuracy')))}</td><td>{_e(_num(best.get('predicted_ms')))}</td>"
+            f"<td>{_e(_num(best.get('reward')))}</td><td>{_e(_num(current.get('reward')))}</td><td>{verdict}</td>"
+            f'<td class="mono">{_e(r.get("arch_after"))}</td></tr>')
+    head = ("<tr><th>round</th><th>moves</th><th>best move</th><th>its accuracy</th><th>its ms</th>"
+            "<th>its reward</th><th>current's reward</th><th></th><th>network after</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _stage_table(stages: Sequence[StageFact]) -> str:
     if not stages:
         return _na("the caller gave no stage timings")
@@ -460,7 +492,11 @@ def render_report(inputs: ReportInputs) -> str:
         "the device plus the fitted line) against the median measured on the device; the whisker spans the "
         "fastest and slowest repeat.", lambda: plot_latency(search, measure),
         "predicted and measured latency of the final network"))
-    if result is not None:
+    if result is not None and isinstance(result.arch, PathArch):
+        parts.append("<h3>3. The architecture</h3><p class=\"sub\">A path-level network: the fixed stem and head "
+                     "and one cell per layer, grown from the start network by function-preserving "
+                     "transformations; each cell is a block of the latency table.</p>" + _cells_table(result.arch))
+    elif result is not None:
         arch = result.arch
         parts.append(_figure_html(
             "3. The architecture", "Block by block: the fixed stem and head and every searchable layer with its "
@@ -490,6 +526,12 @@ def render_report(inputs: ReportInputs) -> str:
                      "scores the new ones (random search: random new ones only). Accuracies are validation "
                      "accuracies with shared weights; the noise is the same architectures scored twice.</p>"
                      + _pool_rounds_table(search))
+    if search.strategy == "path-level":
+        parts.append("<h3>4d. Rounds</h3><p class=\"sub\">Each round the policy proposes moves on the current "
+                     "network; each is applied with inherited weights, fine-tuned and scored (validation accuracy, "
+                     "the device latency of its blocks, the latency-penalised reward) against the current network "
+                     "fine-tuned the same way; the best replaces it only if its reward is higher.</p>"
+                     + _path_rounds_table(search))
     parts.append("</section>")
 
     parts.append("<section><h2>Compile</h2>")

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from nasc.compiler.artifact import CompiledArtifact
 from nasc.compiler.tune import TUNE_STAGE
 from nasc.search.ops import parse_op
-from nasc.search.outputs import SearchRecord
+from nasc.search.outputs import AnyArch, SearchRecord
+from nasc.search.path_level.cell import Edge
 from nasc.search.space import ArchSpec
 
 from .measure import MeasureReport
@@ -83,7 +84,7 @@ def _epoch_tag(record: Mapping[str, Any]) -> str:
 
 
 def _search_epochs(search: SearchRecord) -> list[dict[str, Any]]:
-    return [h for h in search.history if h.get("stage") in ("warmup", "search", "nao", "random")]
+    return [h for h in search.history if h.get("stage") in ("warmup", "search", "nao", "random", "path-level")]
 
 
 def _budget_line(ax: Axes, budget: float | None, vertical: bool = True) -> None:
@@ -115,7 +116,7 @@ def plot_candidates(search: SearchRecord, measure: MeasureReport | None) -> Figu
         step = max(1, len(tags) // 10)
         bar.set_ticks(list(range(0, len(tags), step)))
         bar.set_ticklabels([tags[i] for i in range(0, len(tags), step)])
-        bar.set_label("epoch (w = warm-up, s = search, n = NAO round, r = random-search round)")
+        bar.set_label("epoch (w = warm-up, s = search, n = NAO round, r = random-search round, p = path-level round)")
     if result is not None:
         ax.scatter([result.predicted_ms], [result.valid_accuracy], marker="*", s=260, color="#E24A33",
                    edgecolors="black", linewidths=0.6, zorder=4,
@@ -271,6 +272,15 @@ def plot_probabilities(search: SearchRecord) -> Figure | str:
     return fig
 
 
+def _chosen_ops(arch: AnyArch, layers: int) -> list[str | None] | None:
+    """The table op each layer of `arch` runs (None for a multi-branch cell); None when the layers differ."""
+    if isinstance(arch, ArchSpec):
+        return list(arch.ops)
+    if len(arch.cells) != layers:
+        return None
+    return [cell.op if isinstance(cell, Edge) and cell.then is None else None for cell in arch.cells]
+
+
 def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> Figure | str:
     """Plot 4c: per layer, each candidate op's table latency untuned and tuned; the chosen op outlined."""
     if table is None:
@@ -283,7 +293,10 @@ def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> 
     tuned = search.latency.get("layers") if isinstance(search.latency, Mapping) else None
     if not isinstance(tuned, list) or len(tuned) != len(untuned):
         return "search.json's latency table and lut/latencies.json describe different spaces"
-    chosen = list(search.result.arch.ops) if search.result is not None else [None] * len(tuned)
+    chosen = _chosen_ops(search.result.arch, len(tuned)) if search.result is not None else [None] * len(tuned)
+    if chosen is None:
+        return ("the grown path-level network has layers the space does not (a deepened stage), so its layers "
+                "do not line up with the table's")
     layers = len(tuned)
     cols = min(3, layers)
     rows = math.ceil(layers / cols)
@@ -308,7 +321,7 @@ def plot_layer_tuning(search: SearchRecord, table: Mapping[str, Any] | None) -> 
                 bars[i].set_linewidth(1.6)
         ax.set_xticks(x, [op.replace("_", " ") for op in ops], fontsize=7.5, rotation=30)
         ax.tick_params(axis="y", labelsize=8)
-        pick = chosen[index] or "-"
+        pick = chosen[index] or ("a multi-branch cell" if search.result is not None else "-")
         ax.set_title(f"layer {index} (chose {pick})", fontsize=9)
     from matplotlib.patches import Patch
 
