@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from batch_norm import randomise_batch_norm
 
 from nasc.compiler.export import export_onnx
 from nasc.compiler.settings import CompileSettings
@@ -28,17 +29,6 @@ NETWORKS = {
     "nested": ("cat_split(conv1,add(identity,sep7))", "add(k3_e6,cat_split(sep3,sep5_m2))", "sep3>add(identity,avg3)"),
     "chains": ("conv1>sep3_m2", "sep5>cat_split(identity,conv1)", "zero"),
 }
-
-
-def _randomise_batch_norm(module: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for bn in module.modules():
-        if isinstance(bn, torch.nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            bn.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
 
 
 def _compile_and_check(module: torch.nn.Module, name: str, tmp_path: Path) -> None:
@@ -65,7 +55,7 @@ def test_multi_branch_network_compiles_and_matches_onnxruntime(name: str, tmp_pa
     arch = PathArch.from_strings(SPACE, NETWORKS[name])
     torch.manual_seed(0)
     network = build_path(arch)
-    _randomise_batch_norm(network, seed=1)
+    randomise_batch_norm(network, seed=1)
     _compile_and_check(network, name, tmp_path)
 
 
@@ -73,7 +63,7 @@ def test_a_transformed_network_compiles_and_matches_onnxruntime(tmp_path: Path) 
     plain = ArchSpec(SPACE, ("k3_e3", "k5_e6", "k3_e6"))
     torch.manual_seed(0)
     network = build(plain)
-    _randomise_batch_norm(network, seed=2)
+    randomise_batch_norm(network, seed=2)
     arch, current = PathArch.from_arch(plain), network
     for step in (lambda a, n: branch_add(a, n, layer=0, edge=0, copies=2),
                  lambda a, n: branch_concat(a, n, layer=1, edge=0, parts=2),

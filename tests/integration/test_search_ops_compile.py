@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from batch_norm import randomise_batch_norm
 
 from nasc.compiler.export import export_onnx
 from nasc.compiler.settings import CompileSettings
@@ -39,23 +40,12 @@ def test_every_registry_op_is_covered() -> None:
     assert {name.split("-")[-1] for name in BLOCKS if name not in ("stem", "head")} == {"s1", "s2"}
 
 
-def _randomise_batch_norm(module: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for bn in module.modules():
-        if isinstance(bn, torch.nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            bn.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
-
-
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_op_compiles_with_tvm_and_matches_onnxruntime(name: str, tmp_path: Path) -> None:
     sig = BLOCKS[name]
     torch.manual_seed(0)
     module = build_block(sig).eval()
-    _randomise_batch_norm(module, seed=1)
+    randomise_batch_norm(module, seed=1)
     exported = export_onnx(module, sig.input_shape(), tmp_path / f"{name}.onnx")
     artifact = compile_onnx(exported.onnx_path, resolve_device("local"), CompileSettings(trials=0, verify_samples=2),
                             tmp_path / "compiled", tmp_path / "cache")

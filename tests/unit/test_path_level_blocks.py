@@ -3,8 +3,6 @@ a block of their own whose module (the table's factory) computes what the cell c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -20,12 +18,7 @@ SPACE = SearchSpace(SpaceSettings(resolution=8, stem_channels=8, stem_stride=1, 
                     num_classes=4)  # layers: 8->8 (residual), 8->8 (residual), 8->16 stride 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_a_plain_network_has_the_blocks_of_its_archspec() -> None:

@@ -4,7 +4,6 @@ key, model.pt into the rebuilt cells, and a bad file names itself."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,7 @@ SPACE = SearchSpace(SpaceSettings(resolution=8, stem_channels=8, stem_stride=1, 
                     num_classes=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_a_transformed_network_is_read_back_from_its_folder(tmp_path: Path) -> None:
