@@ -1,6 +1,7 @@
 """`nasc search-and-compile --strategy path-level` on `local`, as a user runs it: the start network grows by
 function-preserving moves, each new cell is measured on the device and stored in the latency table, and the
-grown network is exported, compiled, checked against onnxruntime, measured, packaged and reported."""
+grown network is exported, compiled, checked against onnxruntime, measured, packaged and reported; a later
+predictor finds every block in the table and measures nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tiny_project import tiny_project
 
 from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.latency_table import LatencyTable
+from nasc.pipeline.cell_latency import MeasuringPredictor
 from nasc.pipeline.config import load_config
 from nasc.search.outputs import load_trained
 from nasc.search.path_level.cell import PathArch
@@ -65,6 +67,8 @@ def test_path_level_search_and_compile_on_local(tmp_path: Path, monkeypatch: pyt
     assert any(b.op == "cell" for a in tried for b in a.blocks())  # the moves made cells the space does not list
     for grown in (arch, *tried):
         assert all(block.key() in stored for block in grown.blocks())
+    again = MeasuringPredictor(config, device)  # the next search asks the table, not the device
+    assert again.network_ms(arch.blocks()) == record["result"]["predicted_ms"] and again.measured == []
 
     assert summary["parity_passed"] and summary["measured_ms"] > 0
     assert summary["predicted_ms"] == record["result"]["predicted_ms"]
