@@ -15,6 +15,7 @@ from nasc.cli.render import EventRenderer
 from nasc.errors import ConfigError
 from nasc.pipeline.export import export_search
 from nasc.pipeline.search import search_on_device
+from nasc.search.path_level.start import start_setting
 from nasc.search.settings import strategy_table
 from nasc.search.strategies import MODULES
 
@@ -43,6 +44,10 @@ def strategy_settings(values: tuple[str, ...]) -> dict[str, Any]:
                    "(tuned at [search] table_trials; default: [search].latency_ms).")
 @click.option("--final-epochs", type=int, default=None, help="Training epochs of the derived network.")
 @click.option("--seed", type=int, default=None, help="Seed for the data split, initialisation and sampling.")
+@click.option("--start", default=None, metavar="ARCH",
+              help="path-level: the network to grow: an arch.json or a search's output folder (e.g. a proxyless "
+                   "result), 'mobilenetv2', 'uniform:CELL' or one cell per layer (default: [search.path_level] "
+                   "start).")
 @click.option("--set", "strategy_values", multiple=True, metavar="KEY=VALUE",
               help="A setting of the strategy's own table, e.g. --set epochs=12 --set arch_algo=rl for "
                    "[search.proxyless]; repeatable.")
@@ -53,13 +58,16 @@ def strategy_settings(values: tuple[str, ...]) -> dict[str, Any]:
 @click.pass_context
 @handles_errors
 def search_command(ctx: click.Context, device_name: str | None, strategy: str | None, latency_ms: float | None,
-                   final_epochs: int | None, seed: int | None, strategy_values: tuple[str, ...], resume: bool,
+                   final_epochs: int | None, seed: int | None, start: str | None,
+                   strategy_values: tuple[str, ...], resume: bool,
                    output: Path | None, as_json: bool) -> None:
     """Search the most accurate network within a latency budget on DEVICE; train it; write arch.json,
     model.pt and search.json."""
     config = get_config(ctx).with_section("search", strategy=strategy, latency_ms=latency_ms,
                                           final_epochs=final_epochs, seed=seed)
     config = config.with_section(strategy_table(config.search.strategy), **strategy_settings(strategy_values))
+    if start is not None:
+        config = config.with_section("search.path_level", start=start_setting(start))
     device = config.device(device_name)
     started = time.monotonic()
     with EventRenderer(console) as render:

@@ -15,6 +15,7 @@ from nasc.cli.search import strategy_settings
 from nasc.pipeline.config import load_config
 from nasc.pipeline.measure import compile_settings_for
 from nasc.pipeline.search_and_compile import PipelineRequest, PipelineSummary, default_out_dir, search_and_compile
+from nasc.search.path_level.start import start_setting
 from nasc.search.settings import strategy_table
 from nasc.search.strategies import MODULES
 
@@ -75,6 +76,10 @@ def summary_table(s: PipelineSummary) -> Table:
 @click.option("--data", "data_source", default=None,
               help="Data: digits, fashion-mnist, a folder of class folders or an .npz (default: [data].source).")
 @click.option("--seed", type=int, default=None, help="Seed for the data split, initialisation and sampling.")
+@click.option("--start", default=None, metavar="ARCH",
+              help="path-level: the network to grow: an arch.json or a search's output folder (e.g. a proxyless "
+                   "result), 'mobilenetv2', 'uniform:CELL' or one cell per layer (default: [search.path_level] "
+                   "start).")
 @click.option("--set", "strategy_values", multiple=True, metavar="KEY=VALUE",
               help="A setting of the strategy's own table, e.g. --set epochs=6; repeatable.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -90,7 +95,8 @@ def summary_table(s: PipelineSummary) -> Table:
 @handles_errors
 def search_and_compile_command(ctx: click.Context, device_name: str | None, latency_ms: float | None,
                                strategy: str | None, trials: int | None, epochs: int | None, data_source: str | None,
-                               seed: int | None, strategy_values: tuple[str, ...], output: Path | None,
+                               seed: int | None, start: str | None,
+                               strategy_values: tuple[str, ...], output: Path | None,
                                resume: bool, flash_port: str | None, config_path: str | None,
                                as_json: bool) -> None:
     """Search, train, export, compile and tune, verify, measure and package a network for DEVICE.
@@ -101,6 +107,8 @@ def search_and_compile_command(ctx: click.Context, device_name: str | None, late
     config = load_config(config_path) if config_path else get_config(ctx)
     config = config.with_section("search", strategy=strategy, latency_ms=latency_ms, final_epochs=epochs, seed=seed)
     config = config.with_section(strategy_table(config.search.strategy), **strategy_settings(strategy_values))
+    if start is not None:
+        config = config.with_section("search.path_level", start=start_setting(start))
     config = config.with_section("data", source=data_source)
     compile_settings = (compile_settings_for(config.compile, tuned=True) if trials is None
                         else dataclasses.replace(config.compile, trials=trials))

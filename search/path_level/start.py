@@ -12,8 +12,11 @@ written out (a proxyless result's ops are such a line):
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..outputs import load_arch
 from ..settings import OP_PATTERN, START_KEYWORD, UNIFORM_PREFIX
-from ..space import SearchSpace
+from ..space import ArchSpec, SearchSpace
 from .cell import PathArch
 
 
@@ -43,3 +46,15 @@ def start_arch(space: SearchSpace, text: str) -> PathArch:
             raise ValueError(f"{text!r} names {len(cells)} cells, the space has {count} searchable layers "
                              f"(or write {START_KEYWORD!r} or 'uniform:CELL')")
     return PathArch.from_strings(space, cells)
+
+
+def start_setting(value: str) -> str:
+    """A `--start` value as a start setting: an arch.json, or a search's output folder holding one (a
+    proxyless result, say), becomes its line of cells; any other value is a start setting already."""
+    path = Path(value)
+    if path.is_dir():
+        path = path / "arch.json"
+    if not path.is_file():
+        return value
+    arch = load_arch(path)  # InputError naming the file when it is no arch.json
+    return " ".join(arch.ops if isinstance(arch, ArchSpec) else arch.cell_strings())
