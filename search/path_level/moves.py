@@ -14,7 +14,9 @@ Choices a move offers, kept small because each is a decision a controller must l
 - ``replace_identity`` / ``deepen_edge``: IDENTITY_OPS, the ops that can start as an exact identity
   (the paper's 1x1 conv and 3x3/5x5/7x7 depthwise-separable, with multiplier 2: see transforms.py).
 - ``widen``: the hidden width times each of WIDEN_FACTORS (rounded up), within the grammar's 9.
-- ``deepen_layer``: a new residual layer after a layer, with one of LAYER_OPS (the space's MBConvs).
+- ``deepen_layer``: a new residual layer after a layer, with one of the MBConvs of the arch's own
+  [search.space] ops (LAYER_OPS, the default MBConvs, is the controller's vocabulary): the new
+  layer has the shapes of its stage's other layers, so the latency table already holds its block.
 """
 
 from __future__ import annotations
@@ -165,8 +167,13 @@ def legal_moves(arch: PathArch) -> list[Move]:
     for layer in range(len(arch.cells)):
         for site in arch.sites(layer):
             found.extend(move for move in _edge_candidates(layer, site) if _valid(arch, move))
-        found.extend(Move("deepen_layer", layer, op=op) for op in LAYER_OPS)
+        found.extend(Move("deepen_layer", layer, op=op) for op in space_layer_ops(arch))
     return found
+
+
+def space_layer_ops(arch: PathArch) -> tuple[str, ...]:
+    """The MBConv ops of `arch`'s [search.space] that a new layer may take."""
+    return tuple(op for op in LAYER_OPS if op in arch.space.settings.ops)
 
 
 def apply_move(
@@ -238,8 +245,8 @@ def _deepened(arch: PathArch, move: Move) -> PathArch:
         raise ValueError(f"{move}: the arch has layers 0..{len(arch.cells) - 1}")
     assert move.op is not None
     op = edge_op(move.op)
-    if move.op not in LAYER_OPS or not op.parametric:
-        raise ValueError(f"{move}: use one of {', '.join(LAYER_OPS)}")
+    if move.op not in space_layer_ops(arch) or not op.parametric:
+        raise ValueError(f"{move}: use one of the space's ops {', '.join(space_layer_ops(arch))}")
     settings = arch.space.settings
     stage, first = 0, 0
     while first + settings.stages[stage].depth <= move.layer:

@@ -369,3 +369,14 @@ def test_deepen_layer_moves_offer_the_space_ops_after_every_layer() -> None:
     assert offered == [Move("deepen_layer", layer, op=op) for layer in range(4) for op in LAYER_OPS]
     deeper = result_arch(START_ARCH, Move("deepen_layer", 2, op="k5_e3"))
     assert deeper.cell_strings() == [*START[:3], "k5_e3", START[3]]
+
+
+
+def test_a_new_layer_takes_only_the_ops_of_its_space() -> None:
+    small = SearchSpace(SpaceSettings(resolution=8, stem_channels=8, stem_stride=1, head_expand=2,
+                                      ops=("k3_e3", "k5_e3", "zero"), stages=SPACE.settings.stages), num_classes=4)
+    arch = PathArch.from_strings(small, ["k3_e3"] * 4)
+    offered = {m.op for m in legal_moves(arch) if m.kind == "deepen_layer"}
+    assert offered == {"k3_e3", "k5_e3"}  # the table holds these blocks at every new layer's shapes
+    with pytest.raises(ValueError, match="space's ops"):
+        result_arch(arch, Move("deepen_layer", 0, op="k7_e6"))
