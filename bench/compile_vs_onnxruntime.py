@@ -12,6 +12,10 @@ Each level is timed in `--rounds` rounds, both sides back to back, and the ratio
 median of the rounds' ratios (with their range). Run from the repository root:
 
     .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
+
+Models: mbconv-RES, the standard architectures of nasc.compiler.standard_nets as NAME-RES (resnet18-224,
+resnet50-96, mobilenetv2-224, shufflenetv2-224, inception-96, efficientnet-b0-224, ...), or a light model
+of the onnx package (squeezenet).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import io_specs, load_onnx
 from nasc.compiler.reference_nets import mbconv_reference
 from nasc.compiler.settings import CompileSettings
+from nasc.compiler.standard_nets import STANDARD_NETS, standard_net
 from nasc.compiler.target import tvm_target
 from nasc.compiler.verify import random_inputs
 from nasc.devices.registry import resolve_device
@@ -44,11 +49,12 @@ ONNX_TEST_DATA = Path(__import__("onnx").__file__).parent / "backend" / "test" /
 
 
 def model_files(names: list[str], workdir: Path) -> dict[str, Path]:
-    """Reference MBConv nets exported here, plus light models from the onnx package."""
+    """Reference MBConv nets and the standard architectures (resnet18-224, shufflenetv2-96, ...) exported
+    here, plus light models from the onnx package."""
     files: dict[str, Path] = {}
     for name in names:
-        if name.startswith("mbconv-"):
-            ref = mbconv_reference(int(name.split("-")[1]))
+        if name.startswith("mbconv-") or name in STANDARD_NETS or name.rpartition("-")[0] in STANDARD_NETS:
+            ref = mbconv_reference(int(name.split("-")[1])) if name.startswith("mbconv-") else standard_net(name)
             files[name] = Path(export_onnx(ref.module, ref.input_shape, workdir / f"{name}.onnx").onnx_path)
         else:
             path = ONNX_TEST_DATA / f"light_{name}.onnx"

@@ -60,9 +60,28 @@ class ReferenceNet:
     name: str
 
 
+def randomise(net: nn.Module, seed: int) -> nn.Module:
+    """`net` in eval mode with seeded random weights (He-scaled) and BatchNorm statistics."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                # He init keeps activations at unit scale through the depth, so outputs depend on inputs.
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) * 0.4 - 0.2)
+    return net.eval()
+
+
 def mbconv_reference(resolution: int = 32, num_classes: int = 10, seed: int = 0) -> ReferenceNet:
     """The six-block MBConv reference network at `resolution` (eval mode, randomised BN stats)."""
-    generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     stem_channels, head_channels = 16, 160
     layers: list[nn.Module] = [
@@ -82,22 +101,7 @@ def mbconv_reference(resolution: int = 32, num_classes: int = 10, seed: int = 0)
         nn.Flatten(),
         nn.Linear(head_channels, num_classes),
     ]
-    net = nn.Sequential(*layers)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                # He init keeps activations at unit scale through the depth, so outputs depend on inputs.
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.zero_()
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) * 0.4 - 0.2)
-    net.eval()
+    net = randomise(nn.Sequential(*layers), seed)
     return ReferenceNet(module=net, input_shape=(1, 3, resolution, resolution), name=f"mbconv-{resolution}")
 
 
