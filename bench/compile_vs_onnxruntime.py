@@ -269,21 +269,25 @@ def main() -> None:
                     "rounds": [[round(t.nasc_ms, 4), round(t.ort_default_ms, 4), round(t.ort_single_ms, 4)]
                                for t in timings],
                     "max_abs_err": artifact.parity.max_abs_err,
+                    "kernels": artifact.kernels.to_dict() if artifact.kernels is not None else None,
                     "untuned_kept": untuned_kept(path, Path(artifact.tuning.database_dir))
                     if budget and artifact.tuning.database_dir else 0,
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
-    print(f"{'model':<12} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
-          f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12}")
+    print(f"{'model':<20} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
+          f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12} {'calls':>5} {'layout':>6}")
     for r in rows:
-        print(f"{r['model']:<12} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
+        kernels = r["kernels"] or {}
+        print(f"{r['model']:<20} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
               f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} "
-              f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} {r['untuned_kept']:>12}")
+              f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} {r['untuned_kept']:>12} "
+              f"{kernels.get('calls', '-'):>5} {kernels.get('layout_transform_calls', '-'):>6}")
     print(f"\ncpu: {os.cpu_count()} cores (nasc timed with TVM_NUM_THREADS={os.cpu_count()}); medians of "
           f"{args.repeat} x {args.number} runs, each side in a fresh process; {args.rounds} rounds per level, "
-          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster")
+          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; calls: kernel "
+          f"calls per run, layout: those that change the layout (compile.json kernels)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

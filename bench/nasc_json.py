@@ -34,3 +34,19 @@ def fresh_project(out: Path) -> Path:
     project.mkdir(parents=True)
     (project / "build.toml").write_text(DEFAULT_TOML.read_text())
     return project
+
+
+def task_project(config: Path, out: Path, cache: Path | None, device: str,
+                 trials: int) -> tuple[Path, Path, dict[str, Any]]:
+    """A project folder in `out` with `config` as its build.toml, its cache (`cache`, else a fresh one in
+    `out`, which is then emptied first) and the latency table built there at `trials`: (project, cache,
+    the table's summary with the seconds it took as "seconds")."""
+    if out.exists() and cache is None:
+        shutil.rmtree(out)
+    project = (out / "project").resolve()
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "build.toml").write_text(config.read_text())
+    cache = (cache or out / "cache").resolve()
+    lut, lut_s = nasc(project, cache, "lut", "build", "--device", device, "--trials", str(trials))
+    print(f"table tuned at {trials} trials per task: {lut['blocks']} blocks, {lut_s:.0f} s", flush=True)
+    return project, cache, {**lut, "seconds": lut_s}

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from nasc_json import nasc
+from nasc_json import nasc, task_project
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("controller", "random", "fine-tune")
@@ -129,16 +128,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/path-level"))
     parser.add_argument("--cache", type=Path, default=None, help="cache to use (default: a fresh one in --out)")
     args = parser.parse_args()
-    if args.out.exists() and args.cache is None:
-        shutil.rmtree(args.out)
-    project = (args.out / "project").resolve()
-    project.mkdir(parents=True, exist_ok=True)
-    (project / "build.toml").write_text(args.config.read_text())
-    cache = (args.cache or args.out / "cache").resolve()
+    project, cache, lut = task_project(args.config, args.out, args.cache, args.device, args.trials)
     final_epochs = int(_final_epochs(args.config))
-
-    lut, lut_s = nasc(project, cache, "lut", "build", "--device", args.device, "--trials", str(args.trials))
-    print(f"table tuned at {args.trials} trials per task: {lut['blocks']} blocks, {lut_s:.0f} s", flush=True)
     arms = list(ARMS) + (["proxyless", "nao"] if args.side_by_side else [])
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -152,7 +143,7 @@ def main() -> None:
         for arm in arms[len(ARMS):]:
             rows.append(run_arm(project, cache, args, seed, arm, []))
         _table(rows, arms, args.latency_ms)
-        (args.out / "results.json").write_text(json.dumps({"lut": lut, "lut_s": lut_s, "rows": rows}, indent=2))
+        (args.out / "results.json").write_text(json.dumps({"lut": lut, "rows": rows}, indent=2))
 
 
 def _final_epochs(config: Path) -> int:

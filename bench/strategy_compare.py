@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
 
-from nasc_json import nasc
+from nasc_json import nasc, task_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,15 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/strategies"))
     parser.add_argument("--cache", type=Path, default=None, help="cache to use (default: a fresh one in --out)")
     args = parser.parse_args()
-    if args.out.exists() and args.cache is None:
-        shutil.rmtree(args.out)
-    project = (args.out / "project").resolve()
-    project.mkdir(parents=True, exist_ok=True)
-    (project / "build.toml").write_text(args.config.read_text())
-    cache = (args.cache or args.out / "cache").resolve()
-
-    lut, lut_s = nasc(project, cache, "lut", "build", "--device", args.device, "--trials", str(args.trials))
-    print(f"table tuned at {args.trials} trials per task: {lut['blocks']} blocks, {lut_s:.0f} s", flush=True)
+    project, cache, lut = task_project(args.config, args.out, args.cache, args.device, args.trials)
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         for strategy in args.strategies:
@@ -94,7 +85,7 @@ def main() -> None:
         print(f"| {strategy} | {_spread([r['test_accuracy'] for r in mine])} | {_spread(ok)} | "
               f"{len(ok)}/{len(mine)} | {_spread([r['measured_ms'] for r in mine])} | "
               f"{_spread([r['stages_s'].get('search', 0.0) for r in mine])} | {_spread([r['wall_s'] for r in mine])} |")
-    (args.out / "results.json").write_text(json.dumps({"lut": lut, "lut_s": lut_s, "rows": rows}, indent=2))
+    (args.out / "results.json").write_text(json.dumps({"lut": lut, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

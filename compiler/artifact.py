@@ -10,6 +10,7 @@ from nasc.errors import InputError
 from nasc.records import read_record
 from nasc.tensors import TensorSpec
 
+from .build import KernelCounts
 from .tune import TuningSummary
 from .verify import ParityReport
 
@@ -39,6 +40,7 @@ class CompiledArtifact:
     tuning: TuningSummary
     parity: ParityReport
     compile_seconds: float = 0.0
+    kernels: KernelCounts | None = None  # None: a compile.json written before nasc counted them
 
     @property
     def library_path(self) -> Path:
@@ -69,6 +71,7 @@ class CompiledArtifact:
             "tuning": self.tuning.to_dict(),
             "parity": self.parity.to_dict(),
             "compile_seconds": round(self.compile_seconds, 3),
+            **({"kernels": self.kernels.to_dict()} if self.kernels is not None else {}),
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class CompiledArtifact:
             tuning=TuningSummary.from_dict(data["tuning"]),
             parity=ParityReport.from_dict(data["parity"]),
             compile_seconds=float(data.get("compile_seconds", 0.0)),
+            kernels=KernelCounts.from_dict(data["kernels"]) if "kernels" in data else None,
         )
 
     @classmethod

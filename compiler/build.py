@@ -8,7 +8,9 @@ import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,19 +102,72 @@ def filtered_native_output() -> Iterator[None]:
                 os.write(fd, rest)
 
 
+@dataclass(frozen=True)
+class KernelCounts:
+    """The kernels the network's main function calls, as compile.json records them: where per-call
+    overhead and data movement come from. A fused kernel is named by TVM after the operators it holds,
+    so a call whose kernel's name holds "layout_transform" converts between the plain and the blocked
+    layout (alone, or fused with the operators beside it)."""
+
+    calls: int  # kernel calls per run of the network
+    kernels: int  # distinct kernels
+    layout_transform_calls: int
+
+    def to_dict(self) -> dict[str, int]:
+        """For compile.json."""
+        return {"calls": self.calls, "kernels": self.kernels, "layout_transform_calls": self.layout_transform_calls}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KernelCounts:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(data["calls"]), int(data["kernels"]), int(data["layout_transform_calls"]))
+
+
+def kernel_counts(lowered: Any) -> KernelCounts:
+    """Count the kernel calls of a lowered module's main function (call_tir and direct PrimFunc calls)."""
+    import tvm
+    from tvm import relax
+
+    calls: Counter[str] = Counter()
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    def visit(expr: Any) -> None:
+        if not isinstance(expr, relax.Call):
+            return
+        if expr.op.same_as(call_tir):
+            calls[expr.args[0].name_hint] += 1
+        elif isinstance(expr.op, tvm.ir.GlobalVar) and isinstance(lowered[expr.op], tvm.tirx.PrimFunc):
+            calls[expr.op.name_hint] += 1
+
+    relax.analysis.post_order_visit(lowered["main"].body, visit)
+    return KernelCounts(sum(calls.values()), len(calls),
+                        sum(n for name, n in calls.items() if "layout_transform" in name))
+
+
+def lower_and_apply(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:
+    """The module as it will be built for the device: lowered, tuned schedules applied; and how many
+    operators got one."""
+    target = tvm_target(device)
+    return apply_database(lower_for_tuning(mod, target), target, database)
+
+
 def compile_module(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:
     """Build for the device's target (VM in VM_EXEC_MODE); returns the executable and the tuned-operator count."""
+    lowered, applied = lower_and_apply(mod, device, database)
+    return build_lowered(lowered, device), applied
+
+
+def build_lowered(lowered: Any, device: DeviceSpec) -> Any:
+    """The executable of a module from :func:`lower_and_apply`."""
     from tvm import relax
 
     target = tvm_target(device)
-    lowered = lower_for_tuning(mod, target)
-    lowered, applied = apply_database(lowered, target, database)
     try:
         with filtered_native_output():
             executable = relax.build(lowered, target=target, exec_mode=VM_EXEC_MODE)
     except Exception as exc:
         raise CompileError(f"TVM failed to build for device '{device.name}': {type(exc).__name__}: {exc}") from exc
-    return executable, applied
+    return executable
 
 
 def export_executable(executable: Any, device: DeviceSpec, out_path: str | Path) -> Path:

@@ -6,6 +6,8 @@ import onnx
 
 from nasc.errors import CompileError, UnsupportedOperator
 
+from .shape_folding import fold_static_shapes
+
 
 def supported_op_types() -> frozenset[str]:
     """ONNX operator types TVM 0.27's Relax importer converts."""
@@ -36,6 +38,6 @@ def import_onnx(model: onnx.ModelProto, where: str = "model"):  # -> tvm.IRModul
 
     check_operators(model, where)
     try:
-        return from_onnx(model, keep_params_in_input=False)
+        return from_onnx(fold_static_shapes(model), keep_params_in_input=False)
     except Exception as exc:
         raise CompileError(f"{where}: TVM's ONNX importer failed: {type(exc).__name__}: {exc}") from exc

@@ -23,7 +23,7 @@ import onnx
 
 from nasc import __version__
 from nasc.compiler.artifact import COMPILE_JSON, LIBRARY_NAME, ONNX_NAME, CompiledArtifact
-from nasc.compiler.build import compile_module, export_executable, lower_for_tuning
+from nasc.compiler.build import build_lowered, export_executable, kernel_counts, lower_and_apply, lower_for_tuning
 from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import io_specs, load_onnx
 from nasc.compiler.remote_tuning import tune_on_device
@@ -122,7 +122,9 @@ def compile_onnx(
 
     tuning = tune_for_device([mod], target, device, settings, database_dir, cache, progress)
     progress(ProgressEvent.note("build", f"for {device.name}"))
-    executable, applied = compile_module(mod, device, open_database(database_dir))
+    lowered, applied = lower_and_apply(mod, device, open_database(database_dir))
+    kernels = kernel_counts(lowered)
+    executable = build_lowered(lowered, device)
     tuning = dataclasses.replace(tuning, records_applied=applied)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +163,7 @@ def compile_onnx(
             tuning=tuning,
             parity=parity,
             compile_seconds=time.perf_counter() - started,
+            kernels=kernels,
         )
         progress(ProgressEvent.note("write", str(out)))
         for name in (LIBRARY_NAME, ONNX_NAME):
