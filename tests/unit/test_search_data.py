@@ -126,7 +126,8 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FASHION_MNIST_ENV, raising=False)
     if not all(any((FASHION_MNIST_DIR / f"{stem}{gz}").is_file() for gz in ("", ".gz"))
                for stem in FASHION_MNIST_FILES.values()):
-        pytest.skip(f"dataset-fashion-mnist is not installed ({FASHION_MNIST_DIR})")
+        pytest.fail(f"dataset-fashion-mnist is not installed ({FASHION_MNIST_DIR}): run scripts/setup.sh, "
+                    "which installs it with the other system packages")
 
 
 @pytest.mark.usefixtures("installed")
