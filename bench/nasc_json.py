@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -50,3 +51,11 @@ def task_project(config: Path, out: Path, cache: Path | None, device: str,
     lut, lut_s = nasc(project, cache, "lut", "build", "--device", device, "--trials", str(trials))
     print(f"table tuned at {trials} trials per task: {lut['blocks']} blocks, {lut_s:.0f} s", flush=True)
     return project, cache, {**lut, "seconds": lut_s}
+
+
+def spread(values: list[float], digits: int = 4) -> str:
+    """'mean +- sample standard deviation' of `values` ("-" when there are none)."""
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} +- {std:.{digits}f}"

@@ -28,24 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import tomllib
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from nasc_json import nasc, task_project
+from nasc_json import nasc, spread, task_project
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("controller", "random", "fine-tune")
 STAGE_LUT = ("lut", "lut-tune")  # events of blocks measured (and tuned) while the search runs
-
-
-def _spread(values: list[float], digits: int = 4) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} +- {std:.{digits}f}"
 
 
 def _events(folder: Path) -> list[dict[str, Any]]:
@@ -56,13 +48,14 @@ def _events(folder: Path) -> list[dict[str, Any]]:
 def round_timing(folder: Path) -> dict[str, float]:
     """Seconds of one start epoch, of the rounds, and of the rounds' device measurements, from events.jsonl.
 
-    The start epochs run from the search stage's first warm-up event to its last; the rounds from there to
-    the last path-level event; a measurement from a lut event to the next event of the rounds."""
+    A start epoch is the time between two epochs' closing notes (training and scoring; with one start
+    epoch, from its first event to its note); the rounds run from the last note to the last path-level
+    event; a measurement from a lut event to the next event of the rounds."""
     events = [e for e in _events(folder) if e["stage"] in ("warmup", "path-level", *STAGE_LUT)]
     warm = [e["t_s"] for e in events if e["stage"] == "warmup"]
+    notes = [e["t_s"] for e in events if e["stage"] == "warmup" and e["message"]]  # one per start epoch
     rounds = [e for e in events if e["t_s"] >= warm[-1]]
-    per_epoch = [e for e in events if e["stage"] == "warmup" and e["step"] == e["total"]]
-    epoch_s = (warm[-1] - warm[0]) / max(len(per_epoch) - 1, 1) if len(per_epoch) > 1 else warm[-1] - warm[0]
+    epoch_s = (notes[-1] - notes[0]) / (len(notes) - 1) if len(notes) > 1 else notes[0] - warm[0]
     last_round = max((e["t_s"] for e in rounds if e["stage"] == "path-level"), default=warm[-1])
     measure_s = 0.0
     for before, after in pairwise(rounds):
@@ -82,7 +75,7 @@ def run_arm(project: Path, cache: Path, args: argparse.Namespace, seed: int, arm
         command += ["--start", args.start]
     run, wall = nasc(project, cache, *command, *extra)
     search = json.loads((project / name / "search" / "search.json").read_text())
-    figures = (search.get("result") or {}).get("figures") or search.get("figures") or {}
+    figures = search["result"]["figures"]
     row = {"arm": arm, "seed": seed, "arch": run["arch"], "test_accuracy": run["test_accuracy"],
            "predicted_ms": run["predicted_ms"], "measured_ms": run["measured_ms"],
            "meets_budget": run["meets_budget"], "wall_s": wall,
@@ -107,13 +100,13 @@ def _table(rows: list[dict[str, Any]], arms: list[str], budget: float) -> None:
         mine = [r for r in rows if r["arm"] == arm]
         gains = [100 * (r["test_accuracy"] - base[r["seed"]]) for r in mine if r["seed"] in base]
         timing = [r["timing"] for r in mine if "timing" in r]
-        rounds = (f"{_spread([t['rounds_s'] for t in timing], 0)} ({_spread([t['measure_s'] for t in timing], 0)})"
+        rounds = (f"{spread([t['rounds_s'] for t in timing], 0)} ({spread([t['measure_s'] for t in timing], 0)})"
                   if timing and arm != "fine-tune" else "-")
-        print(f"| {arm} | {_spread([100 * r['test_accuracy'] for r in mine], 2)} % | "
-              f"{_spread(gains, 2)} points | {sum(bool(r['meets_budget']) for r in mine)}/{len(mine)} | "
-              f"{_spread([r['measured_ms'] for r in mine])} | {rounds} | "
-              f"{_spread([r['stages_s'].get('search', 0.0) for r in mine], 0)} | "
-              f"{_spread([r['wall_s'] for r in mine], 0)} |")
+        print(f"| {arm} | {spread([100 * r['test_accuracy'] for r in mine], 2)} % | "
+              f"{spread(gains, 2)} points | {sum(bool(r['meets_budget']) for r in mine)}/{len(mine)} | "
+              f"{spread([r['measured_ms'] for r in mine])} | {rounds} | "
+              f"{spread([r['stages_s'].get('search', 0.0) for r in mine], 0)} | "
+              f"{spread([r['wall_s'] for r in mine], 0)} |")
 
 
 def main() -> None:
@@ -129,7 +122,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="cache to use (default: a fresh one in --out)")
     args = parser.parse_args()
     project, cache, lut = task_project(args.config, args.out, args.cache, args.device, args.trials)
-    final_epochs = int(_final_epochs(args.config))
+    final_epochs = int(tomllib.loads(args.config.read_text())["search"]["final_epochs"])
     arms = list(ARMS) + (["proxyless", "nao"] if args.side_by_side else [])
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -144,12 +137,6 @@ def main() -> None:
             rows.append(run_arm(project, cache, args, seed, arm, []))
         _table(rows, arms, args.latency_ms)
         (args.out / "results.json").write_text(json.dumps({"lut": lut, "rows": rows}, indent=2))
-
-
-def _final_epochs(config: Path) -> int:
-    import tomllib
-
-    return int(tomllib.loads(config.read_text())["search"]["final_epochs"])
 
 
 if __name__ == "__main__":

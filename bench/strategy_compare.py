@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
-from nasc_json import nasc, task_project
+from nasc_json import nasc, spread, task_project
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _spread(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} +- {std:.4f}"
 
 
 def _stage_seconds(run: dict[str, Any]) -> dict[str, float]:
@@ -82,9 +73,9 @@ def main() -> None:
     for strategy in args.strategies:
         mine = [r for r in rows if r["strategy"] == strategy]
         ok = [r["test_accuracy"] for r in mine if r["meets_budget"]]
-        print(f"| {strategy} | {_spread([r['test_accuracy'] for r in mine])} | {_spread(ok)} | "
-              f"{len(ok)}/{len(mine)} | {_spread([r['measured_ms'] for r in mine])} | "
-              f"{_spread([r['stages_s'].get('search', 0.0) for r in mine])} | {_spread([r['wall_s'] for r in mine])} |")
+        print(f"| {strategy} | {spread([r['test_accuracy'] for r in mine])} | {spread(ok)} | "
+              f"{len(ok)}/{len(mine)} | {spread([r['measured_ms'] for r in mine])} | "
+              f"{spread([r['stages_s'].get('search', 0.0) for r in mine])} | {spread([r['wall_s'] for r in mine])} |")
     (args.out / "results.json").write_text(json.dumps({"lut": lut, "rows": rows}, indent=2))
 
 
