@@ -7,11 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from nasc.compiler.artifact import CompiledArtifact
+from nasc.compiler.build import kernel_counts, lower_and_apply
 from nasc.compiler.export import export_onnx
+from nasc.compiler.frontend import import_onnx
+from nasc.compiler.onnx_model import load_onnx
 from nasc.compiler.settings import CompileSettings
-from nasc.compiler.standard_nets import standard_net
+from nasc.compiler.standard_nets import channel_shuffle, standard_net
 from nasc.devices.registry import resolve_device
 from nasc.pipeline.compile import compile_onnx
 
@@ -31,14 +36,6 @@ def test_standard_network_compiles_and_matches_onnxruntime(name: str, tmp_path: 
 def test_kernel_counts_see_each_layout_change(tmp_path: Path) -> None:
     """A chain of convolutions converts twice (its input into the blocked layout, its output back to
     NCHW); a channel shuffle between two convolutions adds conversions."""
-    import torch
-    from torch import nn
-
-    from nasc.compiler.build import kernel_counts, lower_and_apply
-    from nasc.compiler.frontend import import_onnx
-    from nasc.compiler.onnx_model import load_onnx
-    from nasc.compiler.standard_nets import channel_shuffle
-
     class Chain(nn.Module):
         def __init__(self, shuffles: int) -> None:
             super().__init__()
