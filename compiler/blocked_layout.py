@@ -28,10 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from .channel_gather import ChannelMap, gather_channels_nchwc, shuffle_order, slice_order
 from .strided_conv import conv_out_dtype, static_ints
 
 # The layout's name in the latency table's version key (devices/latency_table.py).
-LAYOUT = "NCHWc-padded-isa"  # "-isa": the block follows the CPU's vector ISA
+# "-isa": the block follows the CPU's vector ISA; "-gather": channel concat, shuffle and slice and
+# per-channel broadcasts stay blocked (channel_gather.py).
+LAYOUT = "NCHWc-padded-isa-gather"
 # Channels are padded up to a whole number of full blocks when that adds at most this fraction.
 MAX_PADDING = 1 / 3
 _ELEMENTWISE = frozenset({
@@ -73,10 +76,14 @@ def block_for(channels: int, block: int) -> int:
     return 0
 
 
-def choose_block(channels: int, block: int) -> int:
+def choose_block(channels: int, block: int, positions: int | None = None) -> int:
     """The block for a tensor of `channels`: the full vector width when padding up to a multiple of it
-    adds at most MAX_PADDING, else the largest smaller block that divides `channels` (0 if none)."""
-    if padded_channels(channels, block) <= channels * (1 + MAX_PADDING):
+    adds at most MAX_PADDING, else the largest smaller block that divides `channels` (0 if none).
+
+    A tensor of one spatial position (`positions` 1: a squeeze-excitation's reduced channels) always
+    takes the full width: its padding costs a few lanes, where NCHW would cost two layout changes.
+    """
+    if positions == 1 or padded_channels(channels, block) <= channels * (1 + MAX_PADDING):
         return block
     return block_for(channels, block)
 
@@ -99,6 +106,26 @@ def _pad_axis(value: np.ndarray, axis: int, size: int, fill: float = 0.0) -> np.
 def _carries_padding(blocked: Any, size: int, channels: int) -> bool:
     """True when the blocked tensor `blocked` (block `size`) holds more than `channels` channels."""
     return _shape(blocked)[1] * size != channels
+
+
+def _broadcasts_per_channel(arg_shape: tuple[int, ...] | None, out_shape: tuple[int, ...]) -> bool:
+    """True when a 4-d `arg_shape` has the output's channels and broadcasts along the rest (a
+    squeeze-excitation's [1, C, 1, 1] scale of a [1, C, H, W] tensor)."""
+    if arg_shape is None or len(arg_shape) != 4 or arg_shape[1] != out_shape[1]:
+        return False
+    return all(a in (1, o) for a, o in zip(arg_shape, out_shape, strict=True))
+
+
+def _tuple_ints(expr: Any) -> tuple[int, ...] | None:
+    """The integers of a Relax tuple of constants (a strided slice's axes, begins, ...), or None."""
+    from tvm import relax
+
+    if not isinstance(expr, relax.Tuple):
+        return None
+    try:
+        return tuple(int(getattr(f, "value", f)) for f in expr.fields)
+    except (TypeError, ValueError):
+        return None
 
 
 def _shape(expr: Any) -> tuple[int, ...] | None:
@@ -271,6 +298,7 @@ def _make_converter(mod: Any, block: int) -> Any:
         def __init__(self, module: Any) -> None:
             super().__init__(module)
             self.blocked: dict[Any, tuple[Any, int]] = {}  # NCHW var -> (its NCHW{c}c twin, c)
+            self.gathered: dict[Any, ChannelMap] = {}  # a gather's blocked output -> where its channels come from
 
         # --- helpers -------------------------------------------------------------------------
         def twin(self, var: Any, size: int) -> Any:
@@ -331,6 +359,10 @@ def _make_converter(mod: Any, block: int) -> Any:
                 return self.elementwise(call)
             if name == "relax.concat":
                 return self.concat(call)
+            if name == "relax.strided_slice":
+                return self.channel_slice(call)
+            if name == "relax.reshape":
+                return self.channel_shuffle(call)
             if name in _POOLS:
                 return self.pool(call)
             if name == "relax.mean":
@@ -352,7 +384,9 @@ def _make_converter(mod: Any, block: int) -> Any:
             if groups != 1 and not depthwise:
                 return None
             known = self.blocked.get(data)
-            out_block = known[1] if depthwise and known else choose_block(out_channels, block)
+            out_shape = _shape(call)
+            positions = out_shape[2] * out_shape[3] if out_shape is not None and len(out_shape) == 4 else None
+            out_block = known[1] if depthwise and known else choose_block(out_channels, block, positions)
             if out_block == 0:
                 return None
             if depthwise:
@@ -390,10 +424,10 @@ def _make_converter(mod: Any, block: int) -> Any:
                 arg_shape = _shape(arg)
                 if not isinstance(arg, relax.Expr) or arg_shape is None:
                     args.append(arg)  # attribute-like arguments (PrimValue bounds)
-                elif arg_shape == out_shape:
+                elif arg_shape == out_shape or _broadcasts_per_channel(arg_shape, out_shape):
                     if divisor and padded:
                         return None  # padded lanes of a divisor may be zero: 0 / 0 would not stay finite
-                    args.append(self.twin(arg, size))
+                    args.append(self.twin(arg, size))  # [n, C/c, 1, 1, c] broadcasts as [n, C, 1, 1] does
                 elif isinstance(arg, GenericConst):
                     blocked_value = block_channel_constant(arg.value.numpy(), out_shape[1], size,
                                                            fill=1.0 if divisor else 0.0)
@@ -410,14 +444,81 @@ def _make_converter(mod: Any, block: int) -> Any:
             parts = call.args[0]
             if int(call.attrs.axis) not in (1, -3) or not isinstance(parts, relax.Tuple):
                 return None
-            if any(p not in self.blocked or self.is_padded(p) for p in parts.fields):
-                return None  # padded parts would leave gaps between the channels
-            sizes = {self.blocked[p][1] for p in parts.fields}
-            if len(sizes) != 1:
+            if any(p not in self.blocked for p in parts.fields):
                 return None
-            size = sizes.pop()
-            joined = relax.op.concat([self.blocked[p][0] for p in parts.fields], axis=1)
-            return self.builder_.emit(joined, "blocked"), size
+            sizes = {self.blocked[p][1] for p in parts.fields}
+            if len(sizes) == 1 and not any(self.is_padded(p) for p in parts.fields):
+                size = sizes.pop()  # whole blocks: the blocked tensors joined as they are
+                joined = relax.op.concat([self.blocked[p][0] for p in parts.fields], axis=1)
+                return self.builder_.emit(joined, "blocked"), size
+            # Padded parts would leave gaps between the channels, mixed blocks do not line up: gather.
+            maps = [self.channel_map(p) for p in parts.fields]
+            joined_map = ChannelMap.concat(maps) or ChannelMap.concat(
+                [self.own_map(p) for p in parts.fields], limit=None)
+            return self.gather(joined_map)
+
+        def channel_slice(self, call: Any) -> tuple[Any, int] | None:
+            """A strided slice along the channels (ShuffleNet's split) of a blocked tensor."""
+            data = call.args[0]
+            data_shape = _shape(data)
+            if data not in self.blocked or data_shape is None or len(data_shape) != 4:
+                return None
+            axes, begin, end = (_tuple_ints(a) for a in call.args[1:4])
+            strides = _tuple_ints(call.args[4]) if len(call.args) > 4 else (1,)
+            if axes is None or len(axes) != 1 or axes[0] % 4 != 1 or None in (begin, end, strides):
+                return None
+            order = slice_order(data_shape[1], begin[0], end[0], strides[0])
+            return self.gather(self.channel_map(data).select(order)) if order else None
+
+        def channel_shuffle(self, call: Any) -> tuple[Any, int] | None:
+            """reshape(permute_dims(reshape(x))) that only reorders x's channels (a channel shuffle)."""
+            out_shape = _shape(call)
+            transposed = self.producer(call.args[0], "relax.permute_dims")
+            split = self.producer(transposed.args[0], "relax.reshape") if transposed is not None else None
+            if split is None or out_shape is None or len(out_shape) != 4 or transposed.attrs.axes is None:
+                return None
+            source, split_shape = split.args[0], _shape(split)
+            if source not in self.blocked or _shape(source) != out_shape or split_shape is None:
+                return None
+            batch, channels, height, width = out_shape
+            inner = split_shape[1:-2]
+            axes = [int(a) for a in transposed.attrs.axes]
+            rank = len(split_shape)
+            if (split_shape[0], *split_shape[-2:]) != (batch, height, width) or int(np.prod(inner)) != channels:
+                return None
+            if axes[0] != 0 or axes[-2:] != [rank - 2, rank - 1]:
+                return None
+            order = shuffle_order(channels, inner, tuple(a - 1 for a in axes[1:-2]))
+            return self.gather(self.channel_map(source).select(order))
+
+        def producer(self, var: Any, op_name: str) -> Any:
+            """The call to `op_name` bound to `var` in the rewritten function, or None."""
+            value = self.lookup_binding(var) if isinstance(var, relax.Var) else None
+            if isinstance(value, relax.Call) and getattr(value.op, "name", "") == op_name:
+                return value
+            return None
+
+        def own_map(self, var: Any) -> ChannelMap:
+            """The channels of `var`'s blocked twin, read as they are."""
+            value, size = self.blocked[var]
+            return ChannelMap.identity(value, size, _shape(var)[1])
+
+        def channel_map(self, var: Any) -> ChannelMap:
+            """Where `var`'s channels come from: through the gathers that made it, back to their sources."""
+            return self.gathered.get(self.blocked[var][0]) or self.own_map(var)
+
+        def gather(self, channel_map: ChannelMap) -> tuple[Any, int] | None:
+            """Emit the blocked tensor `channel_map` describes (block chosen for its width)."""
+            channels = len(channel_map.channels)
+            size = choose_block(channels, block)
+            if size == 0:
+                return None
+            table = channel_map.tables(padded_channels(channels, size))
+            value = self.builder_.emit(self.builder_.call_te(
+                gather_channels_nchwc, *[s for s, _ in channel_map.sources], relax.const(table), block=size,
+                primfunc_name_hint="gather_channels_nchwc"), "gathered")
+            self.gathered[value] = channel_map
+            return value, size
 
         def pool(self, call: Any) -> tuple[Any, int] | None:
             data = call.args[0]

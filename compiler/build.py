@@ -19,6 +19,7 @@ from nasc.errors import CompileError
 
 from .blocked_layout import channel_block, clip_calls_to_relax, convert_to_blocked_layout
 from .concat_fusion import fuse_concat_into_pools, inline_fused_concatenations
+from .default_schedule import apply_fixed_schedules
 from .frontend import import_onnx
 from .onnx_model import load_onnx
 from .strided_conv import legalize_strided_conv2d
@@ -145,10 +146,11 @@ def kernel_counts(lowered: Any) -> KernelCounts:
 
 
 def lower_and_apply(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:
-    """The module as it will be built for the device: lowered, tuned schedules applied; and how many
-    operators got one."""
+    """The module as it will be built for the device: lowered, tuned schedules applied, the fixed
+    schedule (default_schedule.py) where an operator has none; and how many operators got a tuned one."""
     target = tvm_target(device)
-    return apply_database(lower_for_tuning(mod, target), target, database)
+    tuned, applied = apply_database(lower_for_tuning(mod, target), target, database)
+    return apply_fixed_schedules(tuned), applied
 
 
 def compile_module(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:

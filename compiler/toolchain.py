@@ -1,6 +1,7 @@
 """The toolchain id: the installed TVM with how nasc lowers and runs, for keys of anything built.
 
-A latency or a built block from another TVM, VM mode, convolution lowering or layout is never
+A latency or a built block from another TVM, VM mode, convolution lowering, layout or untuned
+schedule is never
 reused: the latency table and the block cache key their entries by this string.
 """
 
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 from .blocked_layout import LAYOUT
 from .build import STRIDED_CONV, VM_EXEC_MODE
+from .default_schedule import UNTUNED
 
 
 def toolchain_id() -> str:
-    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa"."""
+    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa-gather untuned=fixed-tiles"."""
     import tvm
 
-    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT}"
+    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT} untuned={UNTUNED}"
 
 
 def table_toolchain(trials: int, threads: int = 0) -> str:

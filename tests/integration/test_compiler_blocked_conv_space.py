@@ -167,3 +167,57 @@ def test_channel_blocks_that_divide_only_by_powers_of_five_get_tiles_of_five() -
         channel_tile = next(inst for inst in sch.trace.insts if inst.kind.name == "SamplePerfectTile")
         tiles.add(int(sch.trace.decisions[channel_tile][1]))
     assert tiles == {1, 5}, tiles
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_fixed_schedule_computes_the_same_numbers_with_no_sampling(case: dict) -> None:
+    """The untuned schedule of a blocked convolution: the space's structure with default_tile's sizes,
+    a trace with no sampled decision (so a record of it replays exactly)."""
+    from nasc.compiler.default_schedule import fixed_schedule
+
+    mod = _conv_task(**case)
+    sch = fixed_schedule(mod)
+    assert sch is not None
+    assert not any(inst.kind.name.startswith("Sample") for inst in sch.trace.insts)
+    assert "T.parallel" in sch.mod.script() and "T.vectorized(8)" in sch.mod.script()
+    np.testing.assert_allclose(_run(sch.mod), _run(mod), rtol=1e-5, atol=1e-4)
+
+
+def test_default_tile_keeps_accumulators_within_the_vector_registers() -> None:
+    from nasc.compiler.blocked_conv_space import default_tile
+
+    dense = default_tile(32, 6, 8, depthwise=False)  # AVX2: 16 registers, 8 accumulators
+    assert (dense.channel_blocks, dense.rows, dense.columns) == (4, 1, 2)
+    assert default_tile(25, 13, 8, depthwise=False).channel_blocks == 1  # no block count of 4 or 2 divides
+    depthwise = default_tile(12, 24, 8, depthwise=True)
+    assert (depthwise.channel_blocks, depthwise.columns) == (1, 8)
+    wide = default_tile(32, 24, 16, depthwise=False)  # AVX-512: 32 registers, 16 accumulators
+    assert wide.channel_blocks * wide.columns == 16
+    assert default_tile(8, 1, 8, depthwise=False).columns == 1  # a 1x1 map (squeeze-excitation)
+    odd = default_tile(2, 7, 8, depthwise=False)  # 2 blocks; of 2-4 columns, 4 and 2 waste one at the row's end
+    assert (odd.channel_blocks, odd.columns) == (2, 4)
+    assert default_tile(1, 13, 8, depthwise=False).columns == 7  # 13 = 7 + 6 wastes one; 8 would waste three
+
+
+def test_a_classifier_matvec_gets_a_parallel_vectorised_schedule_with_the_same_numbers() -> None:
+    """[1, K] x [K, N] + bias, as a Linear layer lowers: without a schedule it is one serial scalar loop."""
+    import tvm
+    from tvm import te, topi
+
+    from nasc.compiler.default_schedule import fixed_schedule
+
+    x = te.placeholder((1, 96), name="x")
+    weight = te.placeholder((96, 40), name="weight")
+    bias = te.placeholder((40,), name="bias")
+    k = te.reduce_axis((0, 96), name="k")
+    product = te.compute((1, 40), lambda i, j: te.sum(x[i, k] * weight[k, j], axis=k), name="matmul")
+    out = topi.nn.relu(topi.add(product, bias))
+    mod = tvm.IRModule({"main": te.create_prim_func([x, weight, bias, out])})
+    sch = fixed_schedule(mod)
+    assert sch is not None
+    script = sch.mod.script()
+    assert "T.parallel" in script and "T.vectorized(8)" in script  # 40 outputs: chunks of 8
+    np.testing.assert_allclose(_run(sch.mod), _run(mod), rtol=1e-5, atol=1e-5)
+    wide = te.placeholder((2, 96), name="x2")  # batch 2: not a matvec, left to TVM
+    product2 = te.compute((2, 40), lambda i, j: te.sum(wide[i, k] * weight[k, j], axis=k), name="matmul")
+    assert fixed_schedule(tvm.IRModule({"main": te.create_prim_func([wide, weight, product2])})) is None

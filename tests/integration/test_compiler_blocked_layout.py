@@ -174,3 +174,62 @@ def test_padded_channels_get_zero_weights_and_the_constant_fill() -> None:
     blocked_scale = block_channel_constant(scale, 40, 16, fill=1.0)
     assert blocked_scale.shape == (1, 3, 1, 1, 16)
     assert (blocked_scale[0, 2, 0, 0, 8:] == 1.0).all() and (blocked_scale[0, 2, 0, 0, :8] == 2.0).all()
+
+
+class _ShuffleSqueezeNet(nn.Module):
+    """ShuffleNetV2's split, padded branches, concat and shuffle; a squeeze-excitation whose reduced
+    channels (6) no block divides; its per-channel scale broadcast over the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 26, 3, padding=1)  # 26 channels, padded; halves of 13, padded too
+        self.left = nn.Conv2d(13, 13, 1)
+        self.right = nn.Conv2d(13, 13, 3, padding=1)
+        self.reduce = nn.Conv2d(26, 6, 1)
+        self.expand = nn.Conv2d(6, 26, 1)
+        self.head = nn.Conv2d(26, 24, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from nasc.compiler.standard_nets import channel_shuffle
+
+        left, right = torch.relu(self.stem(x)).chunk(2, dim=1)
+        x = channel_shuffle(torch.cat([torch.relu(self.left(left)), torch.relu(self.right(right))], dim=1), 2)
+        scale = torch.sigmoid(self.expand(nn.functional.silu(self.reduce(x.mean(dim=(2, 3), keepdim=True)))))
+        return self.head(x * scale)
+
+
+def test_channel_gathers_and_channel_broadcasts_stay_blocked_and_match_onnxruntime(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import tvm
+    from tvm import relax
+
+    from nasc.compiler.build import compile_module, kernel_counts, lower_and_apply
+    from nasc.compiler.export import export_onnx
+    from nasc.compiler.frontend import import_onnx
+    from nasc.compiler.runtime import run_vm
+
+    torch.manual_seed(0)
+    path = tmp_path / "shuffle.onnx"
+    export_onnx(_ShuffleSqueezeNet().eval(), (1, 3, 12, 12), path)
+    device = resolve_device("local")
+    mod = import_onnx(onnx.load(path))
+    lowered, _ = lower_and_apply(mod, device)
+    names = [gv.name_hint for gv in lowered.functions]
+    assert any("gather_channels_nchwc" in n for n in names), names
+    assert kernel_counts(lowered).layout_transform_calls == 1, names  # the head's output back to NCHW only
+
+    executable, _ = compile_module(mod, device)
+    x = np.random.default_rng(2).standard_normal((1, 3, 12, 12)).astype("float32")
+    got = run_vm(relax.VirtualMachine(executable, tvm.cpu()), [x], tvm.cpu())[0]
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_single_position_tensor_takes_the_full_block_and_channel_vectors_broadcast() -> None:
+    from nasc.compiler.blocked_layout import _broadcasts_per_channel
+
+    assert choose_block(6, 16) == 0 and choose_block(6, 16, positions=1) == 16
+    assert choose_block(10, 8, positions=4) == 0 and choose_block(10, 8, positions=1) == 8
+    assert _broadcasts_per_channel((1, 24, 1, 1), (1, 24, 7, 7))
+    assert not _broadcasts_per_channel((1, 1, 7, 7), (1, 24, 7, 7))  # varies in space, not per channel
+    assert not _broadcasts_per_channel((1, 12, 1, 1), (1, 24, 7, 7))
