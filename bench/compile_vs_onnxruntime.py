@@ -9,7 +9,8 @@ fresh process). Prints a
 table of ratios nasc / onnxruntime (< 1.0: nasc is faster); nasc runs with TVM_NUM_THREADS set
 to the cores, the onnxruntime figure is the faster of its default threading and one thread.
 Each level is timed in `--rounds` rounds, both sides back to back, and the ratio reported is the
-median of the rounds' ratios (with their range). Run from the repository root:
+median of the rounds' ratios (with their range). `--kernel-sum` also times each kernel alone
+(bench/kernel_times.py): their sum against the whole model is the per-call overhead. Run from the repository root:
 
     .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
 
@@ -166,6 +167,21 @@ def time_in_fresh_process(kind: str, path: Path, inputs: list[np.ndarray], names
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def kernel_sum_ms(onnx_path: Path, cache: Path | None) -> float:
+    """The network's kernels timed alone and summed (bench/kernel_times.py, in a fresh process with
+    TVM_NUM_THREADS at the cores)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "kernels.json"
+        command = [sys.executable, str(Path(__file__).with_name("kernel_times.py")), str(onnx_path), "--json", str(out)]
+        if cache is not None:
+            command += ["--cache", str(cache)]
+        subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800,
+                       env={**os.environ, "TVM_NUM_THREADS": str(os.cpu_count() or 1)})
+        return sum(k["calls"] * k["us_per_call"] for k in json.loads(out.read_text())) / 1e3
+
+
 @dataclass(frozen=True)
 class TimingRound:
     """One round: nasc, then onnxruntime with its default threading and with one thread, back to back."""
@@ -226,6 +242,8 @@ def main() -> None:
                              "the median of the rounds' ratios")
     parser.add_argument("--cache", default=None, help="tuning cache (default: a fresh temporary folder)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--kernel-sum", action="store_true",
+                        help="also time each kernel alone: kernel sum and per-call overhead (whole - sum)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -273,21 +291,27 @@ def main() -> None:
                     "untuned_kept": untuned_kept(path, Path(artifact.tuning.database_dir))
                     if budget and artifact.tuning.database_dir else 0,
                 }
+                if args.kernel_sum:
+                    row["kernel_sum_ms"] = round(kernel_sum_ms(path, None if budget == 0 else cache), 4)
+                    row["overhead_ms"] = round(nasc_ms - row["kernel_sum_ms"], 4)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
     print(f"{'model':<20} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
-          f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12} {'calls':>5} {'layout':>6}")
+          f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12} {'calls':>5} {'layout':>6} "
+          f"{'kernels ms':>10} {'between ms':>10}")
     for r in rows:
         kernels = r["kernels"] or {}
         print(f"{r['model']:<20} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
               f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} "
               f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} {r['untuned_kept']:>12} "
-              f"{kernels.get('calls', '-'):>5} {kernels.get('layout_transform_calls', '-'):>6}")
+              f"{kernels.get('calls', '-'):>5} {kernels.get('layout_transform_calls', '-'):>6} "
+              f"{r.get('kernel_sum_ms', '-'):>10} {r.get('overhead_ms', '-'):>10}")
     print(f"\ncpu: {os.cpu_count()} cores (nasc timed with TVM_NUM_THREADS={os.cpu_count()}); medians of "
           f"{args.repeat} x {args.number} runs, each side in a fresh process; {args.rounds} rounds per level, "
           f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; calls: kernel "
-          f"calls per run, layout: those that change the layout (compile.json kernels)")
+          f"calls per run, layout: those that change the layout (compile.json kernels); kernels ms: each kernel "
+          f"timed alone x its calls, summed; between ms: whole model - kernel sum (per-call overhead)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
