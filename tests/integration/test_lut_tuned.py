@@ -75,8 +75,9 @@ def test_tuned_table_then_the_final_compile_spends_no_new_trials(tmp_path: Path)
     cold = _nasc(control, tmp_path / "cold-cache", "search-and-compile", "--device", "local", "--trials",
                  str(TRIALS), "-o", "run")
     assert cold["trials_spent"] > 0 and cold["tasks_tuned"] > 0
-    # The tuned table predicts the shipped (tuned) network; the untuned table of the control is several times
-    # further off. The plain sum of three blocks, each timed as its own VM call, still overestimates a network
-    # this small (`nasc lut fit` models that per-call cost): hence the loose bound on the tuned error.
+    # The tuned table predicts the shipped (tuned) network. The plain sum of three blocks, each timed as its own
+    # VM call, still overestimates a network this small (`nasc lut fit` models that per-call cost): hence the
+    # loose bound. The control's untuned table is no longer several times further off: untuned blocks get a
+    # fixed register tile (default_schedule.py), which two trials per task rarely beat by much.
     tuned_err, untuned_err = abs(summary["prediction_error_pct"]), abs(cold["prediction_error_pct"])
-    assert tuned_err <= PREDICTION_TOLERANCE_PCT and untuned_err >= 3 * tuned_err, (tuned_err, untuned_err)
+    assert tuned_err <= PREDICTION_TOLERANCE_PCT, (tuned_err, untuned_err)
