@@ -10,7 +10,8 @@ blocked, and element-wise operators, channel concatenation, pooling and spatial 
 blocked tensor. Only where an operator needs NCHW is the tensor turned back (the NCHW twin of every
 converted value is emitted and dead-code elimination removes the ones nothing reads).
 
-Converted: NCHW / OIHW conv2d without dilation, dense (groups 1) or depthwise, with constant weights
+Converted: NCHW / OIHW conv2d without dilation, dense (groups 1), grouped (whole blocks per group) or
+depthwise, with constant weights
 (and dropout, an identity at inference, passes the blocked tensor through);
 the block is the target's vector width in floats (16 with AVX-512, 8 with AVX2, 4 with NEON). A channel count that
 is not a multiple of it is padded up to one with zero weights, as onnxruntime's kernels do, when that
@@ -139,11 +140,13 @@ def to_blocked(n: Any, c: Any, h: Any, w: Any, *, block: int) -> tuple[Any, ...]
 
 
 def conv2d_nchwc(data: Any, kernel: Any, *, strides: tuple[int, int], padding: tuple[int, int, int, int],
-                 depthwise: bool, out_dtype: str) -> Any:
+                 depthwise: bool, out_dtype: str, groups: int = 1) -> Any:
     """TE: convolution of blocked (or, for a stem, NCHW) `data` into NCHW{c}c.
 
-    `kernel` is `[O/co, C/ci, kh, kw, ci, co]` for a dense convolution, `[C/c, kh, kw, c]` for a
-    depthwise one (see :func:`block_dense_kernel`, :func:`block_depthwise_kernel`).
+    `kernel` is `[O/co, C/ci, kh, kw, ci, co]` for a dense convolution, `[O/co, (C/g)/ci, kh, kw, ci,
+    co]` for one of `groups` groups (blocks within a group: co divides O/g, ci divides C/g), `[C/c,
+    kh, kw, c]` for a depthwise one (see :func:`block_dense_kernel`, :func:`block_depthwise_kernel`).
+    A grouped convolution is the dense one whose output chunk reads only its group's input chunks.
     """
     from tvm import te, tirx
 
@@ -190,11 +193,14 @@ def conv2d_nchwc(data: Any, kernel: Any, *, strides: tuple[int, int], padding: t
 
         return te.compute((n_batch, out_chunks, out_h, out_w, out_block), depthwise_conv,
                           name="depthwise_conv2d_nchwc")
-    rc_outer = te.reduce_axis((0, in_chunks), name="rc_outer")
+    group_chunks = int(kernel.shape[1])  # input chunks each output chunk reads (all of them when dense)
+    rc_outer = te.reduce_axis((0, group_chunks), name="rc_outer")
     rc_inner = te.reduce_axis((0, in_block), name="rc_inner")
+    out_chunks_per_group = out_chunks // groups
 
     def dense_conv(n, oc, y, x, lane):
-        value = source(n, rc_outer, y * s_h + ry, x * s_w + rx, rc_inner).astype(out_dtype)
+        chunk = rc_outer if groups == 1 else (oc // out_chunks_per_group) * group_chunks + rc_outer
+        value = source(n, chunk, y * s_h + ry, x * s_w + rx, rc_inner).astype(out_dtype)
         weight = kernel[oc, rc_outer, ry, rx, rc_inner, lane].astype(out_dtype)
         return te.sum(value * weight, axis=[rc_outer, ry, rx, rc_inner])
 
@@ -382,7 +388,7 @@ def _make_converter(mod: Any, block: int) -> Any:
             in_channels, out_channels, groups = data_shape[1], weight_shape[0], int(attrs.groups)
             depthwise = groups > 1 and groups == in_channels == out_channels and weight_shape[1] == 1
             if groups != 1 and not depthwise:
-                return None
+                return self.grouped_conv2d(call, groups)
             known = self.blocked.get(data)
             out_shape = _shape(call)
             positions = out_shape[2] * out_shape[3] if out_shape is not None and len(out_shape) == 4 else None
@@ -406,6 +412,29 @@ def _make_converter(mod: Any, block: int) -> Any:
                 conv2d_nchwc, source, relax.const(kernel), strides=static_ints(attrs.strides),
                 padding=static_ints(attrs.padding), depthwise=depthwise, out_dtype=conv_out_dtype(call),
                 primfunc_name_hint="depthwise_conv2d_nchwc" if depthwise else "conv2d_nchwc",
+            )
+            return self.builder_.emit(value, "conv_blocked"), out_block
+
+        def grouped_conv2d(self, call: Any, groups: int) -> tuple[Any, int] | None:
+            """A grouped convolution whose groups hold whole blocks of input and output channels (no
+            padding: a padded block would straddle two groups); the input is re-blocked if its block
+            does not divide a group's channels."""
+            data, weight = call.args
+            in_per_group, out_per_group = _shape(data)[1] // groups, _shape(weight)[0] // groups
+            in_block, out_block = block_for(in_per_group, block), block_for(out_per_group, block)
+            if not in_block or not out_block:
+                return None
+            attrs = call.attrs
+            known = self.blocked.get(data)
+            if known is not None and known[1] != in_block:  # re-block the blocked tensor, not its NCHW twin
+                source = self.gather(self.channel_map(data), size=in_block)[0]
+            else:
+                source = self.twin(data, in_block)
+            kernel = block_dense_kernel(weight.value.numpy(), in_block, out_block)
+            value = self.builder_.call_te(
+                conv2d_nchwc, source, relax.const(kernel), strides=static_ints(attrs.strides),
+                padding=static_ints(attrs.padding), depthwise=False, out_dtype=conv_out_dtype(call), groups=groups,
+                primfunc_name_hint="group_conv2d_nchwc",
             )
             return self.builder_.emit(value, "conv_blocked"), out_block
 
@@ -507,10 +536,10 @@ def _make_converter(mod: Any, block: int) -> Any:
             """Where `var`'s channels come from: through the gathers that made it, back to their sources."""
             return self.gathered.get(self.blocked[var][0]) or self.own_map(var)
 
-        def gather(self, channel_map: ChannelMap) -> tuple[Any, int] | None:
-            """Emit the blocked tensor `channel_map` describes (block chosen for its width)."""
+        def gather(self, channel_map: ChannelMap, size: int | None = None) -> tuple[Any, int] | None:
+            """Emit the blocked tensor `channel_map` describes (block `size`, by default chosen for its width)."""
             channels = len(channel_map.channels)
-            size = choose_block(channels, block)
+            size = size or choose_block(channels, block)
             if size == 0:
                 return None
             table = channel_map.tables(padded_channels(channels, size))

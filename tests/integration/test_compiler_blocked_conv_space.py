@@ -12,7 +12,7 @@ TARGET = {"kind": "llvm", "mcpu": "haswell", "mtriple": "x86_64-linux-gnu", "num
 
 
 def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: bool = True,
-               out_chunks: int = 4):
+               out_chunks: int = 4, groups: int = 1):
     """A tuning task as the blocked layout makes one: convolution (+ bias and ReLU when `epilogue`)."""
     import tvm
     from tvm import te, tirx
@@ -24,9 +24,10 @@ def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: 
     in_block = block if blocked_input else 3
     data = te.placeholder(data_shape, name="data")
     in_chunks = chunks if blocked_input else 1
-    kernel_shape = (chunks, 3, 3, block) if depthwise else (out_chunks, in_chunks, 3, 3, in_block, block)
+    kernel_shape = (chunks, 3, 3, block) if depthwise else (out_chunks, in_chunks // groups, 3, 3, in_block, block)
     kernel = te.placeholder(kernel_shape, name="kernel")
-    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(padding,) * 4, depthwise=depthwise, out_dtype="float32")
+    conv = conv2d_nchwc(data, kernel, strides=(1, 1), padding=(padding,) * 4, depthwise=depthwise, out_dtype="float32",
+                        groups=groups)
     tensors = [data, kernel]
     if epilogue:
         bias = te.placeholder((1, int(conv.shape[1]), 1, 1, block), name="bias")
@@ -54,6 +55,7 @@ CASES = [
     pytest.param(dict(depthwise=False, padding=0, epilogue=False), id="dense-no-epilogue"),
     pytest.param(dict(depthwise=True, padding=1, epilogue=True), id="depthwise-padded-epilogue"),
     pytest.param(dict(depthwise=False, padding=1, epilogue=True, blocked_input=False), id="stem-nchw-input"),
+    pytest.param(dict(depthwise=False, padding=1, epilogue=True, groups=2), id="grouped-padded-epilogue"),
 ]
 
 

@@ -23,7 +23,7 @@ from nasc.devices.registry import resolve_device
 
 
 class _MixedNet(nn.Module):
-    """Every case the pass handles, and one it must leave alone (a grouped, non-depthwise conv)."""
+    """Every case the pass handles, and one it must leave alone (10 output channels: no block fits)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,7 +34,7 @@ class _MixedNet(nn.Module):
         self.depthwise_s2 = nn.Conv2d(26, 26, 5, stride=2, padding=2, groups=26)
         self.branch_a = nn.Conv2d(26, 16, 1)
         self.branch_b = nn.Conv2d(26, 16, 3, padding=1)
-        self.grouped = nn.Conv2d(32, 16, 3, padding=1, groups=2)  # stays NCHW
+        self.grouped = nn.Conv2d(32, 16, 3, padding=1, groups=2)  # 16 in, 8 out per group: whole blocks
         self.classifier = nn.Conv2d(16, 42, 1)  # 42 channels: padded to 48
         self.narrow = nn.Conv2d(42, 10, 1)  # 10 channels: no block fits, stays NCHW
         self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 42).reshape(1, 42, 1, 1), requires_grad=False)
@@ -93,7 +93,8 @@ def test_blocked_network_matches_onnxruntime(mixed_onnx: Path) -> None:
     names = [gv.name_hint for gv in lowered.functions]
     convs = sum(1 for node in model.graph.node if node.op_type == "Conv")
     blocked = [n for n in names if "conv2d_nchwc" in n]
-    assert len(blocked) == convs - 2, names  # all but the grouped convolution and the 10-channel one
+    assert len(blocked) == convs - 1, names  # all but the 10-channel one
+    assert any("group_conv2d_nchwc" in n for n in names), names
     assert any("strided_slice" in n for n in names), names  # padded channels sliced off for NCHW
     assert any("max_pool2d" in n for n in names), names
     assert not any("dropout" in n for n in names), names  # an identity at inference, passed through blocked
@@ -178,7 +179,8 @@ def test_padded_channels_get_zero_weights_and_the_constant_fill() -> None:
 
 class _ShuffleSqueezeNet(nn.Module):
     """ShuffleNetV2's split, padded branches, concat and shuffle; a squeeze-excitation whose reduced
-    channels (6) no block divides; its per-channel scale broadcast over the map."""
+    channels (6) no block divides; its per-channel scale broadcast over the map; a grouped convolution
+    of 4 channels per group, whose input is re-blocked to blocks of 4 by a gather."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -188,6 +190,7 @@ class _ShuffleSqueezeNet(nn.Module):
         self.reduce = nn.Conv2d(26, 6, 1)
         self.expand = nn.Conv2d(6, 26, 1)
         self.head = nn.Conv2d(26, 24, 1)
+        self.grouped = nn.Conv2d(24, 24, 3, padding=1, groups=6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from nasc.compiler.standard_nets import channel_shuffle
@@ -195,7 +198,7 @@ class _ShuffleSqueezeNet(nn.Module):
         left, right = torch.relu(self.stem(x)).chunk(2, dim=1)
         x = channel_shuffle(torch.cat([torch.relu(self.left(left)), torch.relu(self.right(right))], dim=1), 2)
         scale = torch.sigmoid(self.expand(nn.functional.silu(self.reduce(x.mean(dim=(2, 3), keepdim=True)))))
-        return self.head(x * scale)
+        return self.grouped(torch.relu(self.head(x * scale)))
 
 
 def test_channel_gathers_and_channel_broadcasts_stay_blocked_and_match_onnxruntime(tmp_path: Path) -> None:
@@ -216,7 +219,8 @@ def test_channel_gathers_and_channel_broadcasts_stay_blocked_and_match_onnxrunti
     lowered, _ = lower_and_apply(mod, device)
     names = [gv.name_hint for gv in lowered.functions]
     assert any("gather_channels_nchwc" in n for n in names), names
-    assert kernel_counts(lowered).layout_transform_calls == 1, names  # the head's output back to NCHW only
+    assert any("group_conv2d_nchwc" in n for n in names), names
+    assert kernel_counts(lowered).layout_transform_calls == 1, names  # the output back to NCHW only
 
     executable, _ = compile_module(mod, device)
     x = np.random.default_rng(2).standard_normal((1, 3, 12, 12)).astype("float32")
