@@ -1,5 +1,6 @@
 """nasc's design space for blocked convolutions: which tasks it takes, and every point of it computes
-the same numbers as the unscheduled task, through MetaSchedule's own sampling and postprocessing."""
+the same numbers as the unscheduled task, through MetaSchedule's own sampling and postprocessing; the
+fixed (untuned) schedules of convolutions, matrix-vector products and data-movement kernels."""
 
 from __future__ import annotations
 
@@ -223,3 +224,30 @@ def test_a_classifier_matvec_gets_a_parallel_vectorised_schedule_with_the_same_n
     wide = te.placeholder((2, 96), name="x2")  # batch 2: not a matvec, left to TVM
     product2 = te.compute((2, 40), lambda i, j: te.sum(wide[i, k] * weight[k, j], axis=k), name="matmul")
     assert fixed_schedule(tvm.IRModule({"main": te.create_prim_func([wide, weight, product2])})) is None
+
+
+def test_data_movement_kernels_run_vectorised_and_only_big_ones_in_parallel() -> None:
+    import tvm
+    from tvm import te
+
+    from nasc.compiler.default_schedule import fixed_schedule
+    from nasc.compiler.injective_schedule import PARALLEL_MIN_ELEMENTS
+
+    def transpose_task(chunks: int, size: int):
+        data = te.placeholder((1, size, size, chunks * 8), name="data")
+        doubled = te.compute(data.shape, lambda *i: data(*i) * 2.0, name="double")
+        out = te.compute((1, chunks, size, size, 8), lambda n, c, y, x, b: doubled[n, y, x, c * 8 + b], name="blocked")
+        return tvm.IRModule({"main": te.create_prim_func([data, out])})
+
+    big, small = transpose_task(8, 16), transpose_task(2, 4)
+    assert 8 * 16 * 16 * 8 >= PARALLEL_MIN_ELEMENTS > 2 * 4 * 4 * 8
+    for mod, parallel in ((big, True), (small, False)):
+        sch = fixed_schedule(mod)
+        assert sch is not None
+        script = sch.mod.script()
+        assert "T.vectorized(8)" in script and ("T.parallel" in script) == parallel
+        np.testing.assert_allclose(_run(sch.mod), _run(mod))
+    a = te.placeholder((4, 8), name="a")
+    k = te.reduce_axis((0, 8), name="k")
+    total = te.compute((4,), lambda i: te.sum(a[i, k], axis=k), name="total")
+    assert fixed_schedule(tvm.IRModule({"main": te.create_prim_func([a, total])})) is None  # a reduction
