@@ -20,6 +20,7 @@ from nasc.errors import CompileError
 from .blocked_layout import channel_block, clip_calls_to_relax, convert_to_blocked_layout
 from .concat_fusion import fuse_concat_into_pools, inline_fused_concatenations
 from .default_schedule import apply_fixed_schedules
+from .fast_math import legalize_sigmoid
 from .frontend import import_onnx
 from .onnx_model import load_onnx
 from .strided_conv import legalize_strided_conv2d
@@ -38,7 +39,8 @@ def lower_for_tuning(mod: Any, target: Any) -> Any:
     """Decompose inference ops and run the zero pipeline (legalize, fold, fuse): the tuning view.
 
     On CPU targets the network runs in a channel-blocked layout (blocked_layout.py); strided NCHW
-    convolutions left over are legalized on a polyphase input (strided_conv.py), the rest as TVM does.
+    convolutions left over are legalized on a polyphase input (strided_conv.py), sigmoid with a
+    vectorisable exponential (fast_math.py), the rest as TVM does.
     """
     import tvm
     from tvm.relax import transform
@@ -49,7 +51,8 @@ def lower_for_tuning(mod: Any, target: Any) -> Any:
         if block:
             mod = clip_calls_to_relax(transform.FoldConstant()(mod))
             mod = convert_to_blocked_layout(mod, block)
-        mod = transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_strided_conv2d})(mod)
+        mod = transform.LegalizeOps(customize_legalize_map={
+            "relax.nn.conv2d": legalize_strided_conv2d, "relax.sigmoid": legalize_sigmoid})(mod)
         # TVM's "zero" pipeline (less its LegalizeOps, done above); concatenations fused into pools reading them.
         return tvm.transform.Sequential([
             transform.AnnotateTIROpPattern(),

@@ -2,10 +2,11 @@
 
 Untuned means fixed, not unscheduled: a blocked convolution gets a register tile chosen from the
 vector ISA (blocked_conv_space.default_tile), a classifier's matrix-vector product a parallel,
-vectorised loop (matvec_schedule.py), a data-movement or element-wise kernel parallel outer loops
-and a vectorised inner one (injective_schedule.py); TVM's own lowering leaves them all as serial
-scalar loops, convolutions tens of times slower (ResNet-18 at 96x96 ran at 32x onnxruntime's time).
-Pooling and other reductions keep TVM's lowering.
+vectorised loop (matvec_schedule.py), pooling and spatial means on blocked tensors vectorised
+lanes inside the reduction (lane_reduction_schedule.py), a data-movement or element-wise kernel
+parallel outer loops and a vectorised inner one (injective_schedule.py); TVM's own lowering leaves
+them all as serial scalar loops, convolutions tens of times slower (ResNet-18 at 96x96 ran at 32x
+onnxruntime's time). Other reductions keep TVM's lowering.
 
 MetaSchedule only ever records the schedules it sampled, so with a small budget the best of them
 can be slower than TVM's default (untuned) lowering of the same operator. Timing the default
@@ -22,6 +23,7 @@ from typing import Any
 
 from .blocked_conv_space import fixed_conv_schedule
 from .injective_schedule import injective_schedule
+from .lane_reduction_schedule import lane_reduction_schedule
 from .matvec_schedule import matvec_schedule
 
 # The untuned schedules' name in the toolchain id (toolchain.py): entries built before them are not reused.
@@ -91,7 +93,7 @@ def record_default_schedules(
 
 def fixed_schedule(mod: Any) -> Any:
     """The fixed schedule of a tuning task (see the module's doc), or None where TVM's lowering stays."""
-    for rule in (fixed_conv_schedule, matvec_schedule, injective_schedule):
+    for rule in (fixed_conv_schedule, matvec_schedule, lane_reduction_schedule, injective_schedule):
         fixed = rule(mod)
         if fixed is not None:
             return fixed

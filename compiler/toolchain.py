@@ -1,7 +1,7 @@
 """The toolchain id: the installed TVM with how nasc lowers and runs, for keys of anything built.
 
-A latency or a built block from another TVM, VM mode, convolution lowering, layout or untuned
-schedule is never
+A latency or a built block from another TVM, VM mode, convolution lowering, layout, untuned
+schedule or sigmoid lowering is never
 reused: the latency table and the block cache key their entries by this string.
 """
 
@@ -10,13 +10,16 @@ from __future__ import annotations
 from .blocked_layout import LAYOUT
 from .build import STRIDED_CONV, VM_EXEC_MODE
 from .default_schedule import UNTUNED
+from .fast_math import SIGMOID
 
 
 def toolchain_id() -> str:
-    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa-gather untuned=fixed-tiles"."""
+    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa-gather untuned=fixed-tiles
+    sigmoid=fast-exp"."""
     import tvm
 
-    return f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT} untuned={UNTUNED}"
+    return (f"{tvm.__version__} vm={VM_EXEC_MODE} conv={STRIDED_CONV} layout={LAYOUT} untuned={UNTUNED} "
+            f"sigmoid={SIGMOID}")
 
 
 def table_toolchain(trials: int, threads: int = 0) -> str:

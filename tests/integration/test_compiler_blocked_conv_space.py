@@ -251,3 +251,25 @@ def test_data_movement_kernels_run_vectorised_and_only_big_ones_in_parallel() ->
     k = te.reduce_axis((0, 8), name="k")
     total = te.compute((4,), lambda i: te.sum(a[i, k], axis=k), name="total")
     assert fixed_schedule(tvm.IRModule({"main": te.create_prim_func([a, total])})) is None  # a reduction
+
+
+def test_blocked_pools_and_spatial_means_reduce_whole_vectors() -> None:
+    import tvm
+    from tvm import te, topi
+
+    from nasc.compiler.default_schedule import fixed_schedule
+
+    data = te.placeholder((1, 4, 14, 14, 8), name="data")
+    pooled = topi.nn.pool2d(data, kernel=(3, 3), stride=(2, 2), dilation=(1, 1), padding=(1, 1, 1, 1),
+                            pool_type="max", layout="NCHW8c")
+    mean = topi.divide(topi.sum(data, axis=[2, 3], keepdims=True), 196.0)  # as Relax legalizes mean
+    for out in (pooled, mean):
+        mod = tvm.IRModule({"main": te.create_prim_func([data, out])})
+        sch = fixed_schedule(mod)
+        assert sch is not None
+        assert "T.vectorized(8)" in sch.mod.script()
+        np.testing.assert_allclose(_run(sch.mod), _run(mod), rtol=1e-5, atol=1e-6)
+    a = te.placeholder((4, 6), name="a")
+    k = te.reduce_axis((0, 4), name="k")
+    columns = te.compute((6,), lambda j: te.sum(a[k, j], axis=k), name="columns")  # one spatial axis: not a lane map
+    assert fixed_schedule(tvm.IRModule({"main": te.create_prim_func([a, columns])})) is None
