@@ -9,7 +9,7 @@ them all as serial scalar loops, convolutions tens of times slower (ResNet-18 at
 onnxruntime's time). Other reductions keep TVM's lowering.
 
 MetaSchedule only ever records the schedules it sampled, so with a small budget the best of them
-can be slower than TVM's default (untuned) lowering of the same operator. Timing the default
+can be slower than the untuned schedule of the same operator. Timing the untuned one
 once per task, on the same builder and runner as the candidates, and keeping it in a database of
 its own makes it one more contender: the union of both databases gives each operator the faster
 of its best tuned schedule and its untuned one, so tuning never makes an operator slower.
