@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nasc.compiler.build import lower_and_apply
+from nasc.compiler.build import kernel_calls, lower_and_apply
 from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import load_onnx
 from nasc.compiler.target import tvm_target
@@ -38,22 +37,6 @@ class KernelTime:
     def total_us(self) -> float:
         """Its share of one run of the network."""
         return self.calls * self.us_per_call
-
-
-def kernel_calls(lowered) -> Counter[str]:
-    """Calls per run of each PrimFunc the main function calls."""
-    import tvm
-    from tvm import relax
-
-    calls: Counter[str] = Counter()
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-
-    def visit(expr) -> None:
-        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
-            calls[expr.args[0].name_hint] += 1
-
-    relax.analysis.post_order_visit(lowered["main"].body, visit)
-    return calls
 
 
 def time_kernels(onnx_path: Path, cache: Path | None, number: int, repeat: int) -> list[KernelTime]:

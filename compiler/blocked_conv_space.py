@@ -53,23 +53,30 @@ def blocked_conv_block(mod: Any) -> str | None:
     blocks after it only (None for any other task)."""
     import tvm
 
-    try:
-        sch = tvm.s_tir.Schedule(mod)
-        names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-    except Exception:  # no root block, or more than one function: not a task this space knows
-        return None
-    convs = [n for n in names if n in CONV_BLOCKS]
-    if len(convs) != 1:
-        return None
-    conv = convs[0]
-    before = names[:names.index(conv)]
-    if before not in ([], [PAD_BLOCK]):
+    conv = _conv_block_name(mod)
+    if conv is None:
         return None
     try:  # a dry run: an epilogue that is not element-wise over the output fails here, not in tuning
         schedule_blocked_conv(tvm.s_tir.Schedule(mod), conv)
     except Exception:
         return None
     return conv
+
+
+def _conv_block_name(mod: Any) -> str | None:
+    """The convolution block's name when the task's blocks are an optional padding, one blocked
+    convolution and blocks after it (whether those are element-wise only a schedule can tell)."""
+    import tvm
+
+    try:
+        sch = tvm.s_tir.Schedule(mod)
+        names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    except Exception:  # no root block, or more than one function: not a task this space knows
+        return None
+    convs = [n for n in names if n in CONV_BLOCKS]
+    if len(convs) != 1 or names[:names.index(convs[0])] not in ([], [PAD_BLOCK]):
+        return None
+    return convs[0]
 
 
 def schedule_blocked_conv(sch: Any, conv_name: str, budget: RegisterBudget = RegisterBudget(),
@@ -142,11 +149,14 @@ def fixed_conv_schedule(mod: Any) -> Any:
     None for any other task."""
     import tvm
 
-    conv = blocked_conv_block(mod)
+    conv = _conv_block_name(mod)
     if conv is None:
         return None
     sch = tvm.s_tir.Schedule(mod)
-    schedule_blocked_conv(sch, conv, fixed=True)
+    try:  # scheduled once: an epilogue that is not element-wise fails here, as in blocked_conv_block's dry run
+        schedule_blocked_conv(sch, conv, fixed=True)
+    except Exception:
+        return None
     return sch
 
 

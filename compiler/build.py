@@ -129,6 +129,13 @@ class KernelCounts:
 
 def kernel_counts(lowered: Any) -> KernelCounts:
     """Count the kernel calls of a lowered module's main function (call_tir and direct PrimFunc calls)."""
+    calls = kernel_calls(lowered)
+    return KernelCounts(sum(calls.values()), len(calls),
+                        sum(n for name, n in calls.items() if "layout_transform" in name))
+
+
+def kernel_calls(lowered: Any) -> Counter[str]:
+    """Calls per run of each kernel (PrimFunc) a lowered module's main function calls."""
     import tvm
     from tvm import relax
 
@@ -144,8 +151,7 @@ def kernel_counts(lowered: Any) -> KernelCounts:
             calls[expr.op.name_hint] += 1
 
     relax.analysis.post_order_visit(lowered["main"].body, visit)
-    return KernelCounts(sum(calls.values()), len(calls),
-                        sum(n for name, n in calls.items() if "layout_transform" in name))
+    return calls
 
 
 def lower_and_apply(mod: Any, device: DeviceSpec, database: Any = None) -> tuple[Any, int]:
