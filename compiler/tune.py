@@ -536,14 +536,33 @@ def tune_contexts(tasks: list[Any], work_dir: Path, seed: int, population: int) 
 
 
 def _standings(extracted: list[Any], todo: list[int], tally: _Tally) -> list[TaskStanding]:
-    """Where each task of this run stands: its flops and the best time measured for it so far."""
+    """Where each task of this run stands: its flops, bytes moved and the best time measured for it so far."""
     from tvm.s_tir.analysis import estimate_tir_flops
 
     return [
         TaskStanding(index=i, name=extracted[i].task_name, weight=int(extracted[i].weight),
-                     flops=float(estimate_tir_flops(extracted[i].dispatched[0])), best_secs=tally.best_secs.get(i))
+                     flops=float(estimate_tir_flops(extracted[i].dispatched[0])), best_secs=tally.best_secs.get(i),
+                     bytes_moved=float(bytes_moved(extracted[i].dispatched[0])))
         for i in todo
     ]
+
+
+def bytes_moved(mod: Any) -> int:
+    """Bytes a task's kernel reads and writes: the sizes of its buffer parameters."""
+    import tvm
+
+    total = 0
+    for func in mod.functions.values():
+        for param in getattr(func, "params", ()):
+            kind = getattr(param, "ty", None)
+            if not isinstance(kind, tvm.tirx.BufferType):
+                continue  # a scalar parameter, or not a kernel
+            elements = 1
+            for extent in kind.shape:
+                elements *= int(extent)
+            dtype = tvm.DataType(str(kind.dtype))
+            total += elements * dtype.bits * dtype.lanes // 8
+    return total
 
 
 def _rounded(us: float | None) -> float | None:

@@ -6,7 +6,9 @@ idea how far a task is from what its kind of operator can reach. Small convoluti
 reach after their first rounds while the scheduler keeps giving rounds to the big ones; more trials
 on the small ones are what the whole model gains from then. A task's shortfall is measured against
 the best throughput any task of the same kind (convolution, depthwise convolution, pooling, ...)
-reached in the run, as in Ansor's task scheduler.
+reached in the run, as in Ansor's task scheduler. A task that computes nothing (a copy, a channel
+gather, a layout change) is measured by the bytes it moves instead, so a slow copy is found behind
+the fastest copy of its kind and gets focus rounds like a slow convolution.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ class TaskStanding:
     weight: int
     flops: float
     best_secs: float | None
+    bytes_moved: float = 0.0
+
+    @property
+    def work(self) -> float:
+        """What the task's throughput is measured in: its flops, or the bytes it reads and writes when it
+        computes nothing (data movement)."""
+        return self.flops if self.flops > 0 else self.bytes_moved
 
     @property
     def kind(self) -> str:
@@ -54,11 +63,12 @@ def focus_budget(remaining: int, round_size: int, tasks: int) -> int:
 
 
 def potential_saving(task: TaskStanding, best_rate: dict[str, float]) -> float:
-    """Seconds per model run saved if `task` ran at the best throughput its kind reached (0 if unknown)."""
+    """Seconds per model run saved if `task` ran at the best throughput (flops or bytes per second) its
+    kind reached (0 if unknown)."""
     rate = best_rate.get(task.kind)
-    if not rate or not task.best_secs or task.flops <= 0:
+    if not rate or not task.best_secs or task.work <= 0:
         return 0.0
-    return max(0.0, task.weight * (task.best_secs - task.flops / rate))
+    return max(0.0, task.weight * (task.best_secs - task.work / rate))
 
 
 def focus_tasks(standings: Sequence[TaskStanding], budget: int, round_size: int) -> list[int]:
@@ -66,8 +76,8 @@ def focus_tasks(standings: Sequence[TaskStanding], budget: int, round_size: int)
     `budget`; tasks already at their kind's best throughput are left out."""
     best_rate: dict[str, float] = {}
     for task in standings:
-        if task.best_secs and task.flops > 0:
-            best_rate[task.kind] = max(best_rate.get(task.kind, 0.0), task.flops / task.best_secs)
+        if task.best_secs and task.work > 0:
+            best_rate[task.kind] = max(best_rate.get(task.kind, 0.0), task.work / task.best_secs)
     saving = {t.index: potential_saving(t, best_rate) for t in standings}
     ranked = sorted((i for i in saving if saving[i] > 0), key=saving.__getitem__, reverse=True)
     return ranked[:max(1, budget // (ROUNDS_PER_FOCUS_TASK * round_size))]

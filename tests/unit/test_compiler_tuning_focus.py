@@ -52,3 +52,34 @@ def test_tasks_furthest_behind_their_kinds_best_throughput_come_first() -> None:
 
 def test_no_task_with_anything_to_gain_picks_none() -> None:
     assert focus_tasks([_conv(0, 1e6, 10.0), _conv(1, 0.0, 5.0)], budget=100, round_size=25) == []
+
+
+def test_data_movement_is_measured_in_bytes_and_a_slow_copy_gets_focus() -> None:
+    def gather(index: int, mbytes: float, us: float) -> TaskStanding:
+        return TaskStanding(index=index, name=f"gather_channels{index}", weight=1, flops=0.0,
+                            best_secs=us * 1e-6, bytes_moved=mbytes * 1e6)
+
+    standings = [
+        gather(0, 2.0, 100.0),  # 20 GB/s: the best copy
+        gather(1, 2.0, 448.0),  # the same bytes 4.5x slower: 348 us behind
+        _conv(2, 173e6, 409.0),
+        _conv(3, 56e6, 114.0),  # the best convolution
+    ]
+    assert standings[1].work == 2.0e6 and standings[2].work == 173e6
+    assert focus_tasks(standings, budget=2 * 25, round_size=25) == [1]
+    assert focus_tasks(standings, budget=1000, round_size=25) == [1, 2]
+    # Without the bytes a copy has no throughput and nothing to gain:
+    no_bytes = [TaskStanding(t.index, t.name, t.weight, t.flops, t.best_secs) for t in standings]
+    assert focus_tasks(no_bytes, budget=1000, round_size=25) == [2]
+
+
+def test_bytes_moved_sums_the_kernels_buffer_parameters() -> None:
+    import tvm
+    from tvm import te
+
+    from nasc.compiler.tune import bytes_moved
+
+    a = te.placeholder((2, 3, 4), "float32", name="a")
+    b = te.compute((2, 3, 4), lambda *i: a(*i).astype("float16"), name="b")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b])})
+    assert bytes_moved(mod) == 24 * 4 + 24 * 2
