@@ -200,6 +200,9 @@ def test_default_tile_keeps_accumulators_within_the_vector_registers() -> None:
     odd = default_tile(2, 7, 8, depthwise=False)  # 2 blocks; of 2-4 columns, 4 and 2 waste one at the row's end
     assert (odd.channel_blocks, odd.columns) == (2, 4)
     assert default_tile(1, 13, 8, depthwise=False).columns == 7  # 13 = 7 + 6 wastes one; 8 would waste three
+    late = default_tile(64, 7, 8, depthwise=False)  # a 7-wide map: 4 tiles of 2 (one column cut), not 7 of 1
+    assert (late.channel_blocks, late.columns) == (4, 2)
+    assert default_tile(64, 3, 8, depthwise=False).columns == 2  # 2 tiles, not 3
 
 
 def test_a_classifier_matvec_gets_a_parallel_vectorised_schedule_with_the_same_numbers() -> None:
