@@ -27,7 +27,7 @@ from .lane_reduction_schedule import lane_reduction_schedule
 from .matvec_schedule import matvec_schedule
 
 # The untuned schedules' name in the toolchain id (toolchain.py): entries built before them are not reused.
-UNTUNED = "fixed-tiles-2"
+UNTUNED = "fixed-tiles-3"
 # Sub-folder of a tuning database folder holding the untuned records, named by the version of the
 # untuned schedules: records of older ones (their traces replay the older tiles) are timed afresh.
 DEFAULT_DIR = f"default-{UNTUNED}"

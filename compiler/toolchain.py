@@ -14,7 +14,7 @@ from .fast_math import SIGMOID
 
 
 def toolchain_id() -> str:
-    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa-gather untuned=fixed-tiles-2
+    """E.g. "0.27.0.post1 vm=compiled conv=polyphase layout=NCHWc-padded-isa-gather untuned=fixed-tiles-3
     sigmoid=fast-exp"."""
     import tvm
 

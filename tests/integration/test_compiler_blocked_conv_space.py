@@ -13,14 +13,14 @@ TARGET = {"kind": "llvm", "mcpu": "haswell", "mtriple": "x86_64-linux-gnu", "num
 
 
 def _conv_task(*, depthwise: bool, padding: int, epilogue: bool, blocked_input: bool = True,
-               out_chunks: int = 4, groups: int = 1):
+               out_chunks: int = 4, groups: int = 1, block: int = 8):
     """A tuning task as the blocked layout makes one: convolution (+ bias and ReLU when `epilogue`)."""
     import tvm
     from tvm import te, tirx
 
     from nasc.compiler.blocked_layout import conv2d_nchwc
 
-    block, chunks, size = 8, 2, 6  # small enough that any tile, fully unrolled, compiles in seconds
+    chunks, size = 2, 6  # small enough that any tile, fully unrolled, compiles in seconds
     data_shape = (1, chunks, size, size, block) if blocked_input else (1, 3, size, size)
     in_block = block if blocked_input else 3
     data = te.placeholder(data_shape, name="data")
@@ -186,6 +186,16 @@ def test_the_fixed_schedule_computes_the_same_numbers_with_no_sampling(case: dic
     np.testing.assert_allclose(_run(sch.mod), _run(mod), rtol=1e-5, atol=1e-4)
 
 
+def test_the_avx512_fixed_tile_computes_the_same_numbers() -> None:
+    """16-lane blocks (as AVX-512 blocks them) take default_tile's columns-first tile: 2 blocks x 6 columns."""
+    from nasc.compiler.default_schedule import fixed_schedule
+
+    mod = _conv_task(depthwise=False, padding=1, epilogue=True, block=16)
+    sch = fixed_schedule(mod)
+    assert sch is not None and "T.vectorized(16)" in sch.mod.script()
+    np.testing.assert_allclose(_run(sch.mod), _run(mod), rtol=1e-5, atol=1e-4)
+
+
 def test_default_tile_keeps_accumulators_within_the_vector_registers() -> None:
     from nasc.compiler.blocked_conv_space import default_tile
 
@@ -194,8 +204,14 @@ def test_default_tile_keeps_accumulators_within_the_vector_registers() -> None:
     assert default_tile(25, 13, 8, depthwise=False).channel_blocks == 1  # no block count of 4 or 2 divides
     depthwise = default_tile(12, 24, 8, depthwise=True)
     assert (depthwise.channel_blocks, depthwise.columns) == (1, 8)
-    wide = default_tile(32, 24, 16, depthwise=False)  # AVX-512: 32 registers, 16 accumulators
-    assert wide.channel_blocks * wide.columns == 16
+    wide = default_tile(32, 24, 16, depthwise=False)  # AVX-512: columns first, then blocks, 12 accumulators
+    assert (wide.channel_blocks, wide.columns) == (2, 6)
+    late_wide = default_tile(32, 7, 16, depthwise=False)  # 2 tiles of 4 columns, 2 blocks
+    assert (late_wide.channel_blocks, late_wide.columns) == (2, 4)
+    narrow = default_tile(32, 3, 16, depthwise=False)  # 3 columns leave room for 4 blocks
+    assert (narrow.channel_blocks, narrow.columns) == (4, 3)
+    assert default_tile(3, 56, 16, depthwise=False).channel_blocks == 1  # no block count of 4 or 2 divides
+    assert default_tile(12, 24, 16, depthwise=True).columns == 12  # depthwise: columns only, up to 16
     assert default_tile(8, 1, 8, depthwise=False).columns == 1  # a 1x1 map (squeeze-excitation)
     odd = default_tile(2, 7, 8, depthwise=False)  # 2 blocks; of 2-4 columns, 4 and 2 waste one at the row's end
     assert (odd.channel_blocks, odd.columns) == (2, 4)
