@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nasc.compiler.toolchain import table_toolchain
 from nasc.devices.latency_table import LatencyTable
+from nasc.devices.predictor import load_predictor
 from nasc.devices.registry import resolve_device
+from nasc.search.outputs import load_arch
 
 NASC = [str(Path(sys.executable).parent / "nasc")]
 MEASURE = "[measure]\nwarmup = 1\nnumber = 3\nrepeat = 5\n"
@@ -70,6 +74,13 @@ def test_tuned_table_then_the_final_compile_spends_no_new_trials(tmp_path: Path)
 
     summary = _nasc(tuned, cache, "search-and-compile", "--device", "local", "--trials", str(TRIALS), "-o", "run")
     assert summary["trials_spent"] == 0 and summary["tasks_tuned"] == 0 and summary["tasks_reused"] > 0
+    # The search predicted its network from the tuned entries, not from the untuned ones of the same blocks
+    # (both tables are in the cache; their timings of the same blocks differ, so this can fail).
+    blocks = load_arch(tuned / "run" / "search" / "arch.json").blocks()
+    predictors = [load_predictor(cache, device, table_toolchain(trials, device.threads)) for trials in (TRIALS, 0)]
+    from_tuned, from_untuned = (p.network_ms(blocks) for p in predictors)
+    assert from_untuned != pytest.approx(from_tuned, rel=1e-3)
+    assert summary["predicted_ms"] == pytest.approx(from_tuned, rel=1e-6), (from_tuned, from_untuned)
 
     control = _project(tmp_path / "control", 0)
     cold = _nasc(control, tmp_path / "cold-cache", "search-and-compile", "--device", "local", "--trials",
