@@ -28,7 +28,7 @@ from unittest import mock
 import numpy as np
 
 from nasc.compiler import blocked_conv_space
-from nasc.compiler.blocked_conv_space import RegisterBudget, blocked_conv_block, default_tile
+from nasc.compiler.blocked_conv_space import RegisterBudget, blocked_conv_block, default_tile, row_tile_columns
 from nasc.compiler.build import lower_for_tuning
 from nasc.compiler.export import export_onnx
 from nasc.compiler.frontend import import_onnx
@@ -40,18 +40,13 @@ from nasc.devices.registry import resolve_device
 TileRule = Callable[..., RegisterBudget]
 
 
-def _fewest_tiles(width: int, cap: int) -> int:
-    cap = max(1, min(width, cap))
-    return min(range(1, cap + 1), key=lambda c: (-(-width // c), -(-width // c) * c - width))
-
-
 def blocks_first(accumulators: int) -> TileRule:
     """Up to 4 channel blocks (dividing the count), then columns up to `accumulators`."""
     def rule(channel_blocks: int, width: int, lanes: int, *, depthwise: bool) -> RegisterBudget:
         if depthwise:
             return default_tile(channel_blocks, width, lanes, depthwise=True)
         blocks = next(b for b in (4, 2, 1) if channel_blocks % b == 0)
-        return RegisterBudget(channel_blocks=blocks, rows=1, columns=_fewest_tiles(width, accumulators // blocks))
+        return RegisterBudget(channel_blocks=blocks, rows=1, columns=row_tile_columns(width, accumulators // blocks))
     return rule
 
 
@@ -60,7 +55,7 @@ def columns_first(columns: int, accumulators: int) -> TileRule:
     def rule(channel_blocks: int, width: int, lanes: int, *, depthwise: bool) -> RegisterBudget:
         if depthwise:
             return default_tile(channel_blocks, width, lanes, depthwise=True)
-        cols = _fewest_tiles(width, columns)
+        cols = row_tile_columns(width, columns)
         blocks = next((b for b in (4, 2) if channel_blocks % b == 0 and b * cols <= accumulators), 1)
         return RegisterBudget(channel_blocks=blocks, rows=1, columns=cols)
     return rule

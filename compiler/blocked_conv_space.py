@@ -152,19 +152,22 @@ def default_tile(channel_blocks: int, width: int, lanes: int, *, depthwise: bool
     that covers a row in the fewest tiles, the least wasted at the row's end among those: a tile costs
     about the same with a column cut off, so on a 7-wide map 4 tiles of 2 beat 7 of 1 (half the
     accumulators: 1.7x slower on ResNet-50's last 1x1 and 3x3 layers with AVX2)."""
-    def fewest_tiles(cap: int) -> int:
-        cap = max(1, min(width, cap))
-        return min(range(1, cap + 1), key=lambda c: (-(-width // c), -(-width // c) * c - width))
-
     accumulators = 16 if lanes >= 16 else 8
     if depthwise:
-        return RegisterBudget(channel_blocks=1, rows=1, columns=fewest_tiles(accumulators))
+        return RegisterBudget(channel_blocks=1, rows=1, columns=row_tile_columns(width, accumulators))
     if lanes >= 16:
-        columns = fewest_tiles(WIDE_COLUMNS)
+        columns = row_tile_columns(width, WIDE_COLUMNS)
         blocks = next((b for b in (4, 2) if channel_blocks % b == 0 and b * columns <= WIDE_ACCUMULATORS), 1)
         return RegisterBudget(channel_blocks=blocks, rows=1, columns=columns)
     blocks = next(b for b in (4, 2, 1) if channel_blocks % b == 0)
-    return RegisterBudget(channel_blocks=blocks, rows=1, columns=fewest_tiles(accumulators // blocks))
+    return RegisterBudget(channel_blocks=blocks, rows=1, columns=row_tile_columns(width, accumulators // blocks))
+
+
+def row_tile_columns(width: int, cap: int) -> int:
+    """Columns per tile, at most `cap`, that cover a row of `width` in the fewest tiles, the least
+    wasted at the row's end among those."""
+    cap = max(1, min(width, cap))
+    return min(range(1, cap + 1), key=lambda c: (-(-width // c), -(-width // c) * c - width))
 
 
 def fixed_conv_schedule(mod: Any) -> Any:
