@@ -133,8 +133,8 @@ def schedule_blocked_conv(sch: Any, conv_name: str, budget: RegisterBudget = Reg
 
 
 def default_tile(channel_blocks: int, width: int, lanes: int, *, depthwise: bool) -> RegisterBudget:
-    """The register tile a convolution gets untuned. A tile loads each weight vector once per column
-    and broadcasts each input once per channel block.
+    """The register tile a convolution gets untuned. Each weight vector a tile loads serves its
+    columns; each input value it broadcasts serves its channel blocks.
 
     With 16 vector registers (AVX2, SSE, and NEON, whose lanes do not tell it from SSE): 8
     accumulators, up to four channel blocks for a dense convolution, then columns. Measured on 3x3
@@ -145,8 +145,8 @@ def default_tile(channel_blocks: int, width: int, lanes: int, *, depthwise: bool
     with many input channels the weights stream from L2, and each loaded weight vector must serve
     several columns. Measured on Zen 4 over the dense convolutions of ResNet-18/50, Inception,
     MobileNetV2 and EfficientNet-B0 at 224x224, 2x6 (2x4 and 2x5 on 7- and 14-wide maps) ran their
-    sum 1.3-1.6x faster than 4x4; at 96x96 (maps 3 to 24 wide) the two were within 4 %; a 3-wide map
-    still gets 4x3.
+    sum 1.3-1.6x faster than 4x4; at 96x96 (maps 3 to 24 wide) within 4 % on ResNet-18/50 and
+    Inception, 14 % slower on ShuffleNetV2 (bench/fixed_tiles.py). A 3-wide map still gets 4x3.
 
     A depthwise convolution's channel blocks share no input: columns only. The columns are the count
     that covers a row in the fewest tiles, the least wasted at the row's end among those: a tile costs
