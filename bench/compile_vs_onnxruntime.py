@@ -277,7 +277,8 @@ def main() -> None:
                 ort_ms = statistics.median(t.ort_ms for t in timings)
                 row = {
                     "model": name, "tasks": tasks, "budget": budget, "trials_per_task": per_task,
-                    "new_trials": artifact.tuning.trials_run, "compile_s": round(compile_s, 1),
+                    "new_trials": artifact.tuning.trials_run, "tasks_reused": artifact.tuning.tasks_reused,
+                    "compile_s": round(compile_s, 1),
                     "nasc_ms": round(nasc_ms, 4), "nasc_tvm_default_threads_ms": round(nasc_default_ms, 4),
                     "onnxruntime_ms": round(ort_ms, 4),
                     "onnxruntime_default_threads_ms": round(statistics.median(t.ort_default_ms for t in timings), 4),
@@ -297,19 +298,24 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
-    print(f"{'model':<20} {'tasks':>5} {'budget':>6} {'/task':>5} {'compile s':>9} {'nasc ms':>9} "
+    print(f"{'model':<20} {'tasks':>5} {'budget':>6} {'/task':>5} {'trials':>6} {'reused':>6} "
+          f"{'compile s':>9} {'nasc ms':>9} "
           f"{'ort ms':>8} {'nasc/ort':>8} {'range':>11} {'untuned kept':>12} {'calls':>5} {'layout':>6} "
           f"{'kernels ms':>10} {'between ms':>10}")
     for r in rows:
         kernels = r["kernels"] or {}
-        print(f"{r['model']:<20} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} {r['compile_s']:>9} "
+        print(f"{r['model']:<20} {r['tasks']:>5} {r['budget']:>6} {r['trials_per_task']:>5} "
+              f"{r['new_trials']:>6} {r['tasks_reused']:>6} {r['compile_s']:>9} "
               f"{r['nasc_ms']:>9.4f} {r['onnxruntime_ms']:>8.4f} {r['ratio']:>8.2f} "
               f"{r['ratio_range'][0]:>5.2f}-{r['ratio_range'][1]:<5.2f} {r['untuned_kept']:>12} "
               f"{kernels.get('calls', '-'):>5} {kernels.get('layout_transform_calls', '-'):>6} "
               f"{r.get('kernel_sum_ms', '-'):>10} {r.get('overhead_ms', '-'):>10}")
     print(f"\ncpu: {os.cpu_count()} cores (nasc timed with TVM_NUM_THREADS={os.cpu_count()}); medians of "
           f"{args.repeat} x {args.number} runs, each side in a fresh process; {args.rounds} rounds per level, "
-          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; calls: kernel "
+          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; "
+          f"trials: new trials this compile spent, "
+          f"reused: tasks an earlier model of the run "
+          f"(one tuning cache) had already tuned at this level or higher, which spend none; calls: kernel "
           f"calls per run, layout: those that change the layout (compile.json kernels); kernels ms: each kernel "
           f"timed alone x its calls, summed; between ms: whole model - kernel sum (per-call overhead)")
     if args.json:
