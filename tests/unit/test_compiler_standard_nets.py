@@ -1,5 +1,5 @@
-"""The compile benchmark's standard architectures: the published layer tables (parameter counts), the
-operators each brings, and export to ONNX that onnxruntime runs to torch's output."""
+"""The compile benchmark's standard architectures: the published layer tables (parameter counts and
+multiply-adds), the operators each brings, and export to ONNX that onnxruntime runs to torch's output."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nasc.compiler.export import export_onnx
 from nasc.compiler.standard_nets import GOOGLENET, STANDARD_NETS, standard_net
@@ -23,6 +24,12 @@ PUBLISHED = {"resnet18": 11_689_512, "resnet50": 25_557_032, "mobilenetv2": 3_50
              "shufflenetv2": 2_278_604, "efficientnet-b0": 5_288_548,
              "inception": 6_624_904 + 16 * sum(s[3] * s[4] for s in GOOGLENET if not isinstance(s, str))}
 
+# Multiply-adds of one 224x224 image as the papers give them (ShuffleNetV2 and EfficientNet-B0 call them
+# FLOPs); bench/compute_bound.py sets each model's time against the CPU's peak with these counts.
+# GoogLeNet's paper gives only "1.5 billion" for its own variant, too loose to check.
+PUBLISHED_MACS = {"resnet18": 1.82e9, "resnet50": 4.09e9, "mobilenetv2": 300e6, "shufflenetv2": 146e6,
+                  "efficientnet-b0": 390e6}
+
 # What each network brings that the MBConv reference nets do not.
 OPERATORS = {"shufflenetv2": {"Transpose", "Concat"}, "inception": {"Concat", "MaxPool"},
              "efficientnet-b0": {"Sigmoid", "Mul", "GlobalAveragePool"}, "resnet50": {"Add", "MaxPool"}}
@@ -32,6 +39,15 @@ OPERATORS = {"shufflenetv2": {"Transpose", "Concat"}, "inception": {"Concat", "M
 def test_layer_tables_match_the_published_networks(name: str) -> None:
     module = standard_net(name, 64).module
     assert sum(p.numel() for p in module.parameters()) == PUBLISHED[name]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_MACS))
+def test_multiply_adds_match_the_published_networks(name: str) -> None:
+    ref = standard_net(name, 224)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        ref.module(torch.zeros(ref.input_shape))
+    assert counter.get_total_flops() / 2 == pytest.approx(PUBLISHED_MACS[name], rel=0.02)
 
 
 @pytest.mark.parametrize("name", sorted(STANDARD_NETS))
