@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from nasc.compiler.reference_nets import mbconv_reference
 from nasc.compiler.standard_nets import standard_net
 
 FMA_LOOP = r"""
@@ -84,8 +85,12 @@ int main(int argc, char **argv) {
 
 
 def model_gflop(name: str) -> float:
-    """GFLOPs of one run of standard network `name` (2 per multiply-add of convolutions and products)."""
-    net = standard_net(name)
+    """GFLOPs of one run of model `name` (2 per multiply-add of convolutions and products): a standard
+    network or an MBConv reference net, the models the compile bench builds in torch."""
+    try:
+        net = mbconv_reference(int(name.split("-")[1])) if name.startswith("mbconv-") else standard_net(name)
+    except ValueError as exc:
+        raise SystemExit(f"{name}: no torch source to count its FLOPs ({exc})") from exc
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net.module(torch.zeros(net.input_shape))
