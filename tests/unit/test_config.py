@@ -24,6 +24,15 @@ def test_repository_build_toml_parses() -> None:
     assert config.device("my-pi").cross_compiler == "aarch64-linux-gnu-g++"
 
 
+def test_repository_build_toml_runs_the_embedded_default_job() -> None:
+    # The README's first command runs in a checkout, where this example is the project file: it must
+    # search, compile and measure as the embedded default does (a budget, the data, the space).
+    example = load_config(Path(__file__).parents[2] / "build.toml")
+    default = parse_config(embedded_default_text(), "default.toml")
+    assert (example.project.device, example.search, example.data, example.compile, example.measure) == (
+        default.project.device, default.search, default.data, default.compile, default.measure)
+
+
 def test_values_are_typed() -> None:
     config = parse_config("[compile]\ntrials = 8\natol = 1\n", "p.toml")
     assert config.compile.trials == 8
