@@ -312,10 +312,9 @@ def main() -> None:
               f"{r.get('kernel_sum_ms', '-'):>10} {r.get('overhead_ms', '-'):>10}")
     print(f"\ncpu: {os.cpu_count()} cores (nasc timed with TVM_NUM_THREADS={os.cpu_count()}); medians of "
           f"{args.repeat} x {args.number} runs, each side in a fresh process; {args.rounds} rounds per level, "
-          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; "
-          f"trials: new trials this compile spent, "
-          f"reused: tasks an earlier model of the run "
-          f"(one tuning cache) had already tuned at this level or higher, which spend none; calls: kernel "
+          f"ratio = median of the rounds' ratios (range: lowest-highest); ratio < 1: nasc faster; trials: new "
+          f"trials this compile spent, reused: tasks an earlier model of the run (one tuning cache) had tuned "
+          f"at this level or higher, which spend none; calls: kernel "
           f"calls per run, layout: those that change the layout (compile.json kernels); kernels ms: each kernel "
           f"timed alone x its calls, summed; between ms: whole model - kernel sum (per-call overhead)")
     if args.json:
