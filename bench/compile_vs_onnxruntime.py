@@ -38,7 +38,7 @@ from nasc.compiler.build import lower_for_tuning
 from nasc.compiler.export import export_onnx
 from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import io_specs, load_onnx
-from nasc.compiler.reference_nets import mbconv_reference
+from nasc.compiler.reference_nets import ReferenceNet, mbconv_reference
 from nasc.compiler.settings import CompileSettings
 from nasc.compiler.standard_nets import STANDARD_NETS, standard_net
 from nasc.compiler.target import tvm_target
@@ -49,13 +49,22 @@ from nasc.pipeline.compile import compile_onnx
 ONNX_TEST_DATA = Path(__import__("onnx").__file__).parent / "backend" / "test" / "data" / "light"
 
 
+def torch_model(name: str) -> ReferenceNet | None:
+    """The model `name` built in torch: a reference MBConv net (mbconv-96) or a standard architecture
+    (resnet18-224, shufflenetv2-96, ...); None for any other name."""
+    if name.startswith("mbconv-"):
+        return mbconv_reference(int(name.split("-")[1]))
+    if name in STANDARD_NETS or name.rpartition("-")[0] in STANDARD_NETS:
+        return standard_net(name)
+    return None
+
+
 def model_files(names: list[str], workdir: Path) -> dict[str, Path]:
-    """Reference MBConv nets and the standard architectures (resnet18-224, shufflenetv2-96, ...) exported
-    here, plus light models from the onnx package."""
+    """The models of :func:`torch_model` exported here, plus light models from the onnx package."""
     files: dict[str, Path] = {}
     for name in names:
-        if name.startswith("mbconv-") or name in STANDARD_NETS or name.rpartition("-")[0] in STANDARD_NETS:
-            ref = mbconv_reference(int(name.split("-")[1])) if name.startswith("mbconv-") else standard_net(name)
+        ref = torch_model(name)
+        if ref is not None:
             files[name] = Path(export_onnx(ref.module, ref.input_shape, workdir / f"{name}.onnx").onnx_path)
         else:
             path = ONNX_TEST_DATA / f"light_{name}.onnx"

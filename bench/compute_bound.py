@@ -29,10 +29,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from compile_vs_onnxruntime import torch_model
 from torch.utils.flop_counter import FlopCounterMode
-
-from nasc.compiler.reference_nets import mbconv_reference
-from nasc.compiler.standard_nets import standard_net
 
 FMA_LOOP = r"""
 #include <stdio.h>
@@ -87,10 +85,9 @@ int main(int argc, char **argv) {
 def model_gflop(name: str) -> float:
     """GFLOPs of one run of model `name` (2 per multiply-add of convolutions and products): a standard
     network or an MBConv reference net, the models the compile bench builds in torch."""
-    try:
-        net = mbconv_reference(int(name.split("-")[1])) if name.startswith("mbconv-") else standard_net(name)
-    except ValueError as exc:
-        raise SystemExit(f"{name}: no torch source to count its FLOPs ({exc})") from exc
+    net = torch_model(name)
+    if net is None:
+        raise SystemExit(f"{name}: no torch source to count its FLOPs (a standard network or mbconv-N)")
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net.module(torch.zeros(net.input_shape))

@@ -28,7 +28,13 @@ from unittest import mock
 import numpy as np
 
 from nasc.compiler import blocked_conv_space
-from nasc.compiler.blocked_conv_space import RegisterBudget, blocked_conv_block, default_tile, row_tile_columns
+from nasc.compiler.blocked_conv_space import (
+    RegisterBudget,
+    blocked_conv_block,
+    blocks_first_tile,
+    columns_first_tile,
+    default_tile,
+)
 from nasc.compiler.build import lower_for_tuning
 from nasc.compiler.export import export_onnx
 from nasc.compiler.frontend import import_onnx
@@ -41,12 +47,11 @@ TileRule = Callable[..., RegisterBudget]
 
 
 def blocks_first(accumulators: int) -> TileRule:
-    """Up to 4 channel blocks (dividing the count), then columns up to `accumulators`."""
+    """Up to 4 channel blocks (dividing the count), then columns up to `accumulators` (AVX2's rule at 8)."""
     def rule(channel_blocks: int, width: int, lanes: int, *, depthwise: bool) -> RegisterBudget:
         if depthwise:
             return default_tile(channel_blocks, width, lanes, depthwise=True)
-        blocks = next(b for b in (4, 2, 1) if channel_blocks % b == 0)
-        return RegisterBudget(channel_blocks=blocks, rows=1, columns=row_tile_columns(width, accumulators // blocks))
+        return blocks_first_tile(channel_blocks, width, accumulators)
     return rule
 
 
@@ -55,9 +60,7 @@ def columns_first(columns: int, accumulators: int) -> TileRule:
     def rule(channel_blocks: int, width: int, lanes: int, *, depthwise: bool) -> RegisterBudget:
         if depthwise:
             return default_tile(channel_blocks, width, lanes, depthwise=True)
-        cols = row_tile_columns(width, columns)
-        blocks = next((b for b in (4, 2) if channel_blocks % b == 0 and b * cols <= accumulators), 1)
-        return RegisterBudget(channel_blocks=blocks, rows=1, columns=cols)
+        return columns_first_tile(channel_blocks, width, columns, accumulators)
     return rule
 
 

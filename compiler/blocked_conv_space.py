@@ -156,11 +156,21 @@ def default_tile(channel_blocks: int, width: int, lanes: int, *, depthwise: bool
     if depthwise:
         return RegisterBudget(channel_blocks=1, rows=1, columns=row_tile_columns(width, accumulators))
     if lanes >= 16:
-        columns = row_tile_columns(width, WIDE_COLUMNS)
-        blocks = next((b for b in (4, 2) if channel_blocks % b == 0 and b * columns <= WIDE_ACCUMULATORS), 1)
-        return RegisterBudget(channel_blocks=blocks, rows=1, columns=columns)
+        return columns_first_tile(channel_blocks, width, WIDE_COLUMNS, WIDE_ACCUMULATORS)
+    return blocks_first_tile(channel_blocks, width, accumulators)
+
+
+def blocks_first_tile(channel_blocks: int, width: int, accumulators: int) -> RegisterBudget:
+    """Up to 4 channel blocks (a count that divides `channel_blocks`), then columns up to `accumulators`."""
     blocks = next(b for b in (4, 2, 1) if channel_blocks % b == 0)
     return RegisterBudget(channel_blocks=blocks, rows=1, columns=row_tile_columns(width, accumulators // blocks))
+
+
+def columns_first_tile(channel_blocks: int, width: int, columns: int, accumulators: int) -> RegisterBudget:
+    """Up to `columns` columns, then channel blocks while the tile holds at most `accumulators`."""
+    cols = row_tile_columns(width, columns)
+    blocks = next((b for b in (4, 2) if channel_blocks % b == 0 and b * cols <= accumulators), 1)
+    return RegisterBudget(channel_blocks=blocks, rows=1, columns=cols)
 
 
 def row_tile_columns(width: int, cap: int) -> int:
