@@ -27,11 +27,13 @@ from nasc.devices.registry import resolve_device
 
 @dataclass(frozen=True)
 class KernelTime:
-    """One kernel of the network: its name, calls per run and median microseconds per call."""
+    """One kernel of the network: its name, calls per run, median microseconds per call and the
+    shapes of its arguments (inputs, then the output)."""
 
     name: str
     calls: int
     us_per_call: float
+    shapes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def total_us(self) -> float:
@@ -54,15 +56,17 @@ def time_kernels(onnx_path: Path, cache: Path | None, number: int, repeat: int) 
     for name, calls in kernel_calls(lowered).items():
         func = lowered[name].with_attr("global_symbol", "main")
         built = tvm.compile(tvm.IRModule({"main": func}), target=target)
-        args = []
+        args, shapes = [], []
         for info in ArgInfo.from_prim_func(func):
             shape, dtype = [int(d) for d in info.shape], str(info.dtype)
+            shapes.append(tuple(shape))
             if dtype.startswith("int"):  # index tables (channel gathers): zeros read element 0
                 args.append(tvm.runtime.tensor(np.zeros(shape, dtype=dtype), dev))
             else:
                 args.append(tvm.runtime.tensor(rng.standard_normal(shape).astype(dtype), dev))
         timer = built.jit().time_evaluator("main", dev, number=number, repeat=repeat, min_repeat_ms=0)
-        times.append(KernelTime(name, calls, float(np.median(np.array(timer(*args).results))) * 1e6))
+        us = float(np.median(np.array(timer(*args).results))) * 1e6
+        times.append(KernelTime(name, calls, us, tuple(shapes)))
     return sorted(times, key=lambda k: -k.total_us)
 
 
