@@ -21,7 +21,7 @@ from nasc.compiler.build import kernel_calls, lower_and_apply
 from nasc.compiler.frontend import import_onnx
 from nasc.compiler.onnx_model import load_onnx
 from nasc.compiler.target import tvm_target
-from nasc.compiler.tune import open_database
+from nasc.compiler.tune import database_dir_for, open_database
 from nasc.devices.registry import resolve_device
 
 
@@ -48,7 +48,13 @@ def time_kernels(onnx_path: Path, cache: Path | None, number: int, repeat: int) 
 
     device = resolve_device("local")
     target = tvm_target(device)
-    database = open_database(cache) if cache is not None else None
+    database = None
+    if cache is not None:  # a cache folder as `nasc compile --cache` takes it: its database for this target
+        database_dir = database_dir_for(cache, target)
+        database = open_database(database_dir)
+        if database is None:
+            raise SystemExit(f"no tuning records for this target under {cache} (looked in {database_dir}); "
+                             f"pass the --cache folder the model was compiled with")
     lowered, _ = lower_and_apply(import_onnx(load_onnx(onnx_path)), device, database)
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
@@ -74,7 +80,8 @@ def main() -> None:
     """Print the kernels, slowest share first, and their sum; --json writes them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", type=Path)
-    parser.add_argument("--cache", type=Path, default=None, help="tuning cache whose records apply")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="the cache folder the model was compiled with (nasc compile --cache)")
     parser.add_argument("--number", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)

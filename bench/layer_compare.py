@@ -206,7 +206,8 @@ def main() -> None:
     """Time both sides and print the table; --json writes the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", type=Path)
-    parser.add_argument("--cache", type=Path, default=None, help="tuning cache whose records nasc applies")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="the cache folder the model was compiled with (nasc compile --cache)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime's intra-op threads")
     parser.add_argument("--runs", type=int, default=30, help="profiled onnxruntime runs (after --warmup)")
     parser.add_argument("--warmup", type=int, default=10)
