@@ -27,7 +27,7 @@ import os
 import statistics
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,11 +154,12 @@ def compare(kernels: list[KernelTime], nodes: list[NodeTime]) -> list[LayerRow]:
     """Rows per convolution signature (nasc's, with the onnxruntime nodes it covers), then the unmatched
     onnxruntime convolutions, then "other" for each side; slowest nasc share first."""
     nasc: dict[ConvSignature, list[KernelTime]] = defaultdict(list)
-    nasc_other = 0.0
+    nasc_other, nasc_other_calls = 0.0, 0
     for k in kernels:
         signature = nasc_signature(k)
         if signature is None:
             nasc_other += k.total_us
+            nasc_other_calls += k.calls
         else:
             nasc[signature].append(k)
     matched: dict[ConvSignature, list[NodeTime]] = defaultdict(list)
@@ -178,8 +179,8 @@ def compare(kernels: list[KernelTime], nodes: list[NodeTime]) -> list[LayerRow]:
                              len(ns), sum(n.us for n in ns)))
     rows.sort(key=lambda r: -r.nasc_us)
     rows += [LayerRow(s.label(), s.flops(), 0, 0.0, len(ns), sum(n.us for n in ns)) for s, ns in unmatched.items()]
-    rows.append(LayerRow("other (not convolutions)", 0, sum(k.calls for k in kernels if nasc_signature(k) is None),
-                         nasc_other, sum(1 for n in nodes if n.signature is None), ort_other))
+    rows.append(LayerRow("other (not convolutions)", 0, nasc_other_calls, nasc_other,
+                         sum(1 for n in nodes if n.signature is None), ort_other))
     return rows
 
 
@@ -220,7 +221,7 @@ def main() -> None:
     rows = compare(kernels, profile_ort(args.onnx, args.threads, args.runs, args.warmup))
     print_table(rows, args.peak)
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
 
 
 if __name__ == "__main__":
