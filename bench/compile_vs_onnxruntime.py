@@ -10,7 +10,8 @@ table of ratios nasc / onnxruntime (< 1.0: nasc is faster); nasc runs with TVM_N
 to the cores, the onnxruntime figure is the faster of its default threading and one thread.
 Each level is timed in `--rounds` rounds, both sides back to back, and the ratio reported is the
 median of the rounds' ratios (with their range). `--kernel-sum` also times each kernel alone
-(bench/kernel_times.py): their sum against the whole model is the per-call overhead. Run from the repository root:
+(bench/kernel_times.py): the whole model minus their sum is what runs cost between kernels (calls, and
+data no longer in cache). Run from the repository root:
 
     .venv/bin/python bench/compile_vs_onnxruntime.py [--budgets 0,64,256,1024] [--models ...]
 
@@ -252,7 +253,7 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="tuning cache (default: a fresh temporary folder)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     parser.add_argument("--kernel-sum", action="store_true",
-                        help="also time each kernel alone: kernel sum and per-call overhead (whole - sum)")
+                        help="also time each kernel alone: kernel sum and the time between kernels (whole - sum)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -325,7 +326,7 @@ def main() -> None:
           f"trials this compile spent, reused: tasks an earlier model of the run (one tuning cache) had tuned "
           f"at this level or higher, which spend none; calls: kernel "
           f"calls per run, layout: those that change the layout (compile.json kernels); kernels ms: each kernel "
-          f"timed alone x its calls, summed; between ms: whole model - kernel sum (per-call overhead)")
+          f"timed alone x its calls, summed; between ms: whole model - kernel sum (calls, and data no longer in cache)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

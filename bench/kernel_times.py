@@ -3,7 +3,8 @@
 The network is lowered as `nasc compile` builds it (tuning records of `--cache` applied, the default
 schedule elsewhere); each PrimFunc main calls is built on its own and timed with TVM's time_evaluator
 on random arguments. The kernel sum (time per call x calls) against the whole model's time is the
-per-call overhead: what the VM and the thread pool cost between kernels. Run from the repository root:
+time between kernels: what the VM and the thread pool cost per call, and the waits on data a kernel
+timed alone finds in cache and the network's does not (docs/benchmarks.md). Run from the repository root:
 
     TVM_NUM_THREADS=2 .venv/bin/python bench/kernel_times.py MODEL.onnx [--cache DIR] [--top 15]
 """
